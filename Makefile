@@ -1,0 +1,61 @@
+# The two commands: `make run` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= $(or $(HIS_PORT),8000)
+
+.PHONY: run test lint format install translations i18n-update lock clean-venv
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalls only when the dependency list or the lock changes.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $@
+
+install: $(STAMP) translations
+
+translations: $(STAMP)
+	@$(BIN)/pybabel compile --statistics -d his/translations
+
+# make run: migrate the embedded SQLite database, load the demo province on first start, serve.
+run: install
+	@mkdir -p instance && chmod 700 instance
+	@test -s instance/secret_key || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))' > instance/secret_key)
+	@export HIS_SECRET_KEY="$$(cat instance/secret_key)" HIS_COOKIE_SECURE="$${HIS_COOKIE_SECURE:-false}" HIS_LOG_FORMAT="$${HIS_LOG_FORMAT:-console}"; \
+	  $(BIN)/his db upgrade && \
+	  $(BIN)/his demo --if-empty && \
+	  exec $(BIN)/his serve
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-extract the user-visible strings and merge them into the Vietnamese catalogue.
+i18n-update: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o /tmp/his-messages.pot .
+	$(BIN)/pybabel update -i /tmp/his-messages.pot -d his/translations --no-location --ignore-obsolete
+
+# Re-resolve the dependency ranges of pyproject.toml into constraints.txt (the lock).
+lock:
+	rm -rf /tmp/his-lock-venv && $(PYTHON) -m venv /tmp/his-lock-venv
+	/tmp/his-lock-venv/bin/python -m pip install --quiet --upgrade pip
+	/tmp/his-lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	/tmp/his-lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^his==' > constraints.txt
+	rm -rf /tmp/his-lock-venv
+
+clean-venv:
+	rm -rf $(VENV)

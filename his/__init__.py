@@ -1,0 +1,57 @@
+"""The HIS web application."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from his.config import Settings
+from his.db import Database
+from his.logging import configure_logging
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
+    """Build the app from settings (default: the ``HIS_*`` environment).
+
+    ``database`` lets tests hand in an engine bound to their own transaction; everything
+    else gets one built from ``settings.database_url``.
+    """
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+
+    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.config.update(
+        HIS_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        TESTING=settings.env == "test",
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        SESSION_COOKIE_NAME="his_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.cookie_secure,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        JSON_SORT_KEYS=False,
+    )
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)  # type: ignore[method-assign]
+
+    app.extensions["his_db"] = database or Database.from_url(settings.database_url)
+
+    from his import authn, http, i18n, problems
+    from his.api import register_api
+    from his.web import bp as web_bp
+    from his.web import health_bp
+
+    http.init_app(app)
+    i18n.init_app(app)
+    authn.init_app(app)
+    problems.register(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(web_bp)
+    register_api(app)
+    return app

@@ -1,0 +1,62 @@
+"""JSON REST API under ``/api/v1``, described by OpenAPI at ``/api/openapi.json``."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g, request
+from flask_smorest import Api
+
+from his.api.schemas import ProblemSchema
+from his.authn import csrf
+from his.problems import handle_http_exception
+
+
+class HisApi(Api):
+    """flask-smorest's Api with RFC 9457 errors instead of its own error payload."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error):  # type: ignore[override]
+        return handle_http_exception(error)
+
+
+def _csrf_for_cookie_sessions() -> None:
+    """Bearer-token calls cannot be forged by another site; cookie-authenticated writes
+    (the web UI's own calls) must carry the CSRF token like any form."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    if request.headers.get("Authorization") or g.get("auth_via") == "bearer":
+        return
+    if request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]):
+        csrf.protect()
+
+
+def register_api(app: Flask) -> None:
+    app.config.update(
+        API_TITLE="HIS REST API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": (
+                    "Reception, clinical and administrative REST API of the HIS. "
+                    "Errors are RFC 9457 problem+json. Authenticate with "
+                    "`POST /api/v1/auth/token` and send `Authorization: Bearer <token>`."
+                )
+            },
+            "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+        },
+    )
+    api = HisApi(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    api.spec.components.security_scheme(
+        "cookieAuth", {"type": "apiKey", "in": "cookie", "name": "his_session"}
+    )
+    from his.api import audit, auth, docs, facilities, patients, visits
+
+    for module in (auth, facilities, patients, visits, audit):
+        csrf.exempt(module.blp)
+        module.blp.before_request(_csrf_for_cookie_sessions)
+        api.register_blueprint(module.blp, url_prefix="/api/v1")
+    app.register_blueprint(docs.bp)

@@ -1,0 +1,177 @@
+"""Settings, read only from ``HIS_*`` environment variables and checked before the app starts.
+
+Everything is validated in one place so a mistyped port or a missing secret stops the
+process at start-up with a message naming the variable, instead of failing on the
+first request at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("production", "development", "test")
+MIN_SECRET_LENGTH = 32
+_MISSING_KEY_HELP = (
+    "required in production; generate one with "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+)
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found, one line per variable."""
+
+    def __init__(self, problems: dict[str, str]):
+        self.problems = problems
+        lines = [f"{name}: {message}" for name, message in sorted(problems.items())]
+        super().__init__("Invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def _bool(name: str, raw: str, problems: dict[str, str]) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    problems[name] = f"expected true or false, got {raw!r}"
+    return False
+
+
+def _int(name: str, raw: str, problems: dict[str, str], low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        problems[name] = f"expected an integer, got {raw!r}"
+        return low
+    if not low <= value <= high:
+        problems[name] = f"must be between {low} and {high}, got {value}"
+    return value
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+pysqlite:///{path}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the libpq-style ``postgresql://`` URL operators type, and use psycopg 3 for it."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "production"
+    database_url: str = ""
+    secret_key: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    mllp_port: int = 2575
+    instance_dir: Path = PROJECT_ROOT / "instance"
+    cookie_secure: bool = True
+    token_ttl_minutes: int = 8 * 60
+    login_rate_limit: str = "5 per minute"
+    ratelimit_storage_url: str = "memory://"
+    log_format: str = "json"
+    log_level: str = "INFO"
+    default_locale: str = "vi"
+    max_content_length: int = 10 * 1024 * 1024
+    trusted_proxies: int = 0
+    web_workers: int = 2
+    web_threads: int = 2
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        problems: dict[str, str] = {}
+
+        mode = env.get("HIS_ENV", "production").strip().lower()
+        if mode not in ENVIRONMENTS:
+            problems["HIS_ENV"] = f"must be one of {', '.join(ENVIRONMENTS)}, got {mode!r}"
+
+        instance_dir = Path(env.get("HIS_INSTANCE_DIR") or PROJECT_ROOT / "instance")
+        database_url = normalise_database_url(
+            env.get("HIS_DATABASE_URL") or sqlite_url(instance_dir / "his.sqlite3")
+        )
+        if not database_url.startswith(("sqlite", "postgresql")):
+            problems["HIS_DATABASE_URL"] = (
+                "only SQLite (sqlite:///path) and PostgreSQL (postgresql://...) are supported"
+            )
+
+        secret_key = env.get("HIS_SECRET_KEY", "")
+        if mode == "production":
+            if not secret_key:
+                problems["HIS_SECRET_KEY"] = _MISSING_KEY_HELP
+            elif len(secret_key) < MIN_SECRET_LENGTH:
+                problems["HIS_SECRET_KEY"] = f"must be at least {MIN_SECRET_LENGTH} characters"
+        elif not secret_key:
+            # Development and test get a throwaway key per process: sessions simply do not
+            # survive a restart, which is what a developer expects.
+            import secrets
+
+            secret_key = secrets.token_urlsafe(48)
+
+        port = _int("HIS_PORT", env.get("HIS_PORT", "8000"), problems, 1, 65535)
+        mllp_port = _int("HIS_MLLP_PORT", env.get("HIS_MLLP_PORT", "2575"), problems, 1, 65535)
+        if "HIS_PORT" not in problems and port == mllp_port:
+            problems["HIS_MLLP_PORT"] = "must differ from HIS_PORT"
+
+        cookie_secure = _bool(
+            "HIS_COOKIE_SECURE",
+            env.get("HIS_COOKIE_SECURE", "true" if mode == "production" else "false"),
+            problems,
+        )
+        token_ttl = _int(
+            "HIS_TOKEN_TTL_MINUTES", env.get("HIS_TOKEN_TTL_MINUTES", "480"), problems, 1, 43200
+        )
+        log_format = env.get("HIS_LOG_FORMAT", "json" if mode == "production" else "console")
+        if log_format not in ("json", "console"):
+            problems["HIS_LOG_FORMAT"] = f"must be json or console, got {log_format!r}"
+        log_level = env.get("HIS_LOG_LEVEL", "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems["HIS_LOG_LEVEL"] = f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}"
+        locale = env.get("HIS_DEFAULT_LOCALE", "vi")
+        if locale not in ("vi", "en"):
+            problems["HIS_DEFAULT_LOCALE"] = f"must be vi or en, got {locale!r}"
+        max_body = _int(
+            "HIS_MAX_CONTENT_LENGTH",
+            env.get("HIS_MAX_CONTENT_LENGTH", str(10 * 1024 * 1024)),
+            problems,
+            1024,
+            1024 * 1024 * 1024,
+        )
+
+        workers = _int("HIS_WEB_WORKERS", env.get("HIS_WEB_WORKERS", "2"), problems, 1, 64)
+        threads = _int("HIS_WEB_THREADS", env.get("HIS_WEB_THREADS", "2"), problems, 1, 64)
+        proxies = _int("HIS_TRUSTED_PROXIES", env.get("HIS_TRUSTED_PROXIES", "0"), problems, 0, 5)
+
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            env=mode,
+            database_url=database_url,
+            secret_key=secret_key,
+            host=env.get("HIS_HOST", "127.0.0.1"),
+            port=port,
+            mllp_port=mllp_port,
+            instance_dir=instance_dir,
+            cookie_secure=cookie_secure,
+            token_ttl_minutes=token_ttl,
+            login_rate_limit=env.get("HIS_LOGIN_RATE_LIMIT", "5 per minute"),
+            ratelimit_storage_url=env.get("HIS_RATELIMIT_STORAGE_URL", "memory://"),
+            log_format=log_format,
+            log_level=log_level,
+            default_locale=locale,
+            max_content_length=max_body,
+            trusted_proxies=proxies,
+            web_workers=workers,
+            web_threads=threads,
+        )

@@ -1,0 +1,145 @@
+"""The staff web UI (Jinja2 + htmx) and the health endpoints."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import text
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from his.authn import SessionUser, login_limits
+from his.context import database, db_session, principal
+from his.migrate import current_revision, head_revision
+from his.models import AuditAction, Role
+from his.services import audit, auth
+
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static")
+health_bp = Blueprint("health", __name__)
+
+# What each role's home shows; later issues fill the panels.
+ROLE_PANELS = {
+    Role.ADMIN: (_l("Administration"), _l("Facilities, users and catalogs.")),
+    Role.RECEPTIONIST: (_l("Reception"), _l("Find or register a patient and open a visit.")),
+    Role.DOCTOR: (_l("Examination"), _l("Your room's worklist.")),
+    Role.NURSE: (_l("Nursing"), _l("Vital signs and orders to carry out.")),
+    Role.PHARMACIST: (_l("Pharmacy"), _l("Signed prescriptions waiting to be dispensed.")),
+    Role.CASHIER: (_l("Cashier"), _l("Bills waiting for payment.")),
+    Role.AUDITOR: (_l("Audit"), _l("The audit trail of your facility.")),
+    Role.INTEGRATION: (_l("Integration"), _l("Machine client: use the REST, FHIR or HL7 API.")),
+}
+
+ROLE_NAMES = {
+    Role.ADMIN: _l("Administrator"),
+    Role.RECEPTIONIST: _l("Receptionist"),
+    Role.DOCTOR: _l("Doctor"),
+    Role.NURSE: _l("Nurse"),
+    Role.PHARMACIST: _l("Pharmacist"),
+    Role.CASHIER: _l("Cashier"),
+    Role.AUDITOR: _l("Auditor"),
+    Role.INTEGRATION: _l("Integration client"),
+}
+
+
+class LoginForm(FlaskForm):
+    username = StringField(
+        _l("Username"),
+        validators=[
+            DataRequired(message=_l("Enter your username.")),
+            Length(max=64, message=_l("At most %(max)d characters.")),
+        ],
+    )
+    password = PasswordField(
+        _l("Password"),
+        validators=[
+            DataRequired(message=_l("Enter your password.")),
+            Length(max=1024, message=_l("At most %(max)d characters.")),
+        ],
+    )
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: an open redirect after login is a phishing tool."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return url_for("web.home")
+
+
+@bp.app_context_processor
+def _template_globals():
+    return {"role_names": ROLE_NAMES, "get_locale": get_locale}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@login_limits()
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("web.home"))
+    form = LoginForm()
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        db = db_session()
+        user = auth.authenticate(
+            db, principal(), form.username.data, form.password.data, channel="web"
+        )
+        if user is not None:
+            # A new session on login, so a session id planted before login is worthless.
+            session.clear()
+            login_user(SessionUser(user))
+            return redirect(_safe_next(request.args.get("next")))
+        db.commit()  # keep the failed-login audit row
+        g.login_failed = True
+        error = _("The username or password is wrong.")
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("login.html", form=form, error=error), status
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    audit.record(db_session(), principal(), AuditAction.LOGOUT, detail="web")
+    logout_user()
+    session.clear()
+    return redirect(url_for("web.login"))
+
+
+@bp.get("/")
+@login_required
+def home():
+    user = current_user.user
+    panels = [ROLE_PANELS[r] for r in user.roles]
+    return render_template("home.html", user=user, panels=panels)
+
+
+@health_bp.get("/healthz")
+def healthz():
+    """The process answers. Says nothing about the database, on purpose: a restart
+    does not fix a database outage."""
+    return {"status": "ok"}
+
+
+@health_bp.get("/readyz")
+def readyz():
+    """Ready for traffic: the database answers and its schema is the one this code needs."""
+    try:
+        with database().engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            revision = current_revision(conn)
+    except Exception:  # any driver error means not ready
+        current_app.logger.warning("readyz: database unreachable", exc_info=True)
+        return {"status": "unavailable", "database": "unreachable"}, 503
+    expected = head_revision()
+    if revision != expected:
+        return {"status": "unavailable", "database": "ok", "schema": "not migrated"}, 503
+    return {"status": "ok", "database": "ok", "schema": revision}

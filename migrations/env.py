@@ -1,0 +1,59 @@
+"""Alembic environment: the URL comes from his.migrate (HIS_DATABASE_URL), never a file."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import text
+
+import his.models  # noqa: F401 (registers every table on the metadata)
+from his.db import Base, UTCDateTime, make_engine
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _render_item(type_, obj, autogen_context):
+    """Migrations stay free of application imports: our UTC wrapper is written out as the
+    plain timestamptz it stores into."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def _run(connection) -> None:
+    is_pg = connection.dialect.name == "postgresql"
+    if is_pg:
+        # Never wait forever behind a long transaction in production: fail and retry.
+        connection.execute(text("SET lock_timeout = '10s'"))
+        connection.execute(text("SET statement_timeout = '30min'"))
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        compare_server_default=True,
+        transaction_per_migration=True,
+        # SQLite cannot ALTER most constraints; batch mode rebuilds the table instead.
+        render_as_batch=not is_pg,
+        render_item=_render_item,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (SQL script) migrations are not supported; run `his db upgrade`")
+run_migrations_online()

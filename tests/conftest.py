@@ -1,0 +1,139 @@
+"""Fixtures shared by the whole suite.
+
+Every test that touches the database runs twice: on SQLite and on PostgreSQL (when
+``HIS_TEST_POSTGRES_URL`` is set; under CI it must be). One database per backend per
+session, migrated once; each test runs inside an outer transaction that is rolled back,
+and the app's own commits only release savepoints inside it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from his import create_app
+from his.config import Settings
+from his.db import Database, make_engine
+from tests import databases, factories
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def settings_for(url: str, **overrides) -> Settings:
+    env = {"HIS_ENV": "test", "HIS_DATABASE_URL": url, "HIS_LOG_FORMAT": "console"}
+    env.update(overrides)
+    return Settings.from_env(env)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    if request.param == "postgresql" and databases.postgres_admin_url() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the PostgreSQL lane: set {databases.POSTGRES_ENV}")
+        pytest.skip(f"PostgreSQL lane: set {databases.POSTGRES_ENV} to run it")
+    return request.param
+
+
+def _new_database(backend: str, tmp_path_factory) -> Iterator[str]:
+    if backend == "sqlite":
+        yield databases.create_sqlite(tmp_path_factory.mktemp("db"))
+        return
+    admin = databases.postgres_admin_url()
+    url = databases.create_postgres(admin)
+    try:
+        yield url
+    finally:
+        databases.drop_postgres(admin, url)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, tmp_path_factory) -> Iterator[str]:
+    yield from _new_database(backend, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    conn = engine.connect()
+    outer = conn.begin()
+    yield conn
+    outer.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def session_factory(connection: Connection) -> sessionmaker[Session]:
+    return sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+
+
+@pytest.fixture
+def db_session(session_factory) -> Iterator[Session]:
+    session = session_factory()
+    factories.bind(session)
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def make_app(database_url: str, engine: Engine, session_factory):
+    """Builds an app on the test transaction; keyword arguments are HIS_* settings."""
+
+    def build(**env: str) -> Flask:
+        return create_app(
+            settings_for(database_url, **env), database=Database(engine, session_factory)
+        )
+
+    return build
+
+
+@pytest.fixture
+def app(make_app, db_session) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def facility(db_session):
+    return factories.FacilityFactory()
+
+
+@pytest.fixture
+def login_token(client: FlaskClient):
+    """Returns a function that logs a user in through the API and gives auth headers."""
+
+    def token_for(username: str, password: str = factories.PASSWORD) -> dict[str, str]:
+        response = client.post(
+            "/api/v1/auth/token", json={"username": username, "password": password}
+        )
+        assert response.status_code == 201, response.get_json()
+        return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+    return token_for
+
+
+@pytest.fixture(scope="session")
+def fresh_database(tmp_path_factory):
+    """A separate, committed database for tests that need real commits (the live server)."""
+
+    def build(backend: str) -> Iterator[str]:
+        return _new_database(backend, tmp_path_factory)
+
+    return build

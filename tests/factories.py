@@ -1,0 +1,100 @@
+"""factory_boy factories for test data; the session is the test's rolled-back one."""
+
+from __future__ import annotations
+
+import factory
+from factory.alchemy import SQLAlchemyModelFactory
+from sqlalchemy.orm import Session
+
+from his.models import (
+    CareLevel,
+    Facility,
+    IdentifierType,
+    LegacyTier,
+    Patient,
+    PatientIdentifier,
+    Role,
+    Sex,
+    User,
+    UserRole,
+    Visit,
+)
+from his.services.auth import hash_password
+from his.text import fold_vi
+
+PASSWORD = "correct horse battery"
+_HASH = hash_password(PASSWORD)  # hashing once keeps argon2's cost out of every test
+
+_session: Session | None = None
+
+
+def bind(session: Session) -> None:
+    global _session
+    _session = session
+
+
+def _current_session() -> Session:
+    assert _session is not None, "use the db_session fixture before the factories"
+    return _session
+
+
+class Base(SQLAlchemyModelFactory):
+    class Meta:
+        abstract = True
+        sqlalchemy_session_factory = _current_session
+        sqlalchemy_session_persistence = "flush"
+
+
+class FacilityFactory(Base):
+    class Meta:
+        model = Facility
+
+    code = factory.Sequence(lambda n: f"9{n:04d}")
+    name = factory.Sequence(lambda n: f"Trạm Y tế xã Thử nghiệm {n}")
+    care_level = CareLevel.PRIMARY
+    legacy_tier = LegacyTier.COMMUNE
+    province_code = "91"
+    commune_code = "30313"
+
+
+class UserFactory(Base):
+    class Meta:
+        model = User
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    full_name = "Nguyễn Văn Thử"
+    password_hash = _HASH
+    facility = factory.SubFactory(FacilityFactory)
+
+    class Params:
+        roles = (Role.RECEPTIONIST,)
+
+    role_rows = factory.LazyAttribute(lambda u: [UserRole(role=r) for r in u.roles])
+
+
+class PatientFactory(Base):
+    class Meta:
+        model = Patient
+
+    mrn = factory.Sequence(lambda n: f"T{n:08d}")
+    family_name = "Trần"
+    middle_name = "Thị"
+    given_name = factory.Sequence(lambda n: f"Mai{n}")
+    full_name = factory.LazyAttribute(lambda p: f"{p.family_name} {p.middle_name} {p.given_name}")
+    search_name = factory.LazyAttribute(lambda p: fold_vi(p.full_name))
+    sex = Sex.FEMALE
+    birth_year = 1980
+    birth_month = 5
+    birth_day = 17
+    registered_facility_id = factory.LazyFunction(lambda: FacilityFactory().id)
+    identifiers = factory.LazyAttribute(
+        lambda p: [PatientIdentifier(type=IdentifierType.MRN, value=p.mrn)]
+    )
+
+
+class VisitFactory(Base):
+    class Meta:
+        model = Visit
+
+    facility_id = factory.LazyFunction(lambda: FacilityFactory().id)
+    patient_id = factory.LazyFunction(lambda: PatientFactory().id)
