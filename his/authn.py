@@ -11,7 +11,7 @@ from flask_login import LoginManager, UserMixin, current_user
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import selectinload
 
-from his.context import database, db_session, principal
+from his.context import db_session, principal
 from his.errors import Forbidden
 from his.models import AuditAction, AuditOutcome, User
 from his.problems import error_response, handle_domain_error
@@ -27,13 +27,17 @@ class SessionUser(UserMixin):
 
     def __init__(self, user: User):
         self.user = user
+        # Copied now: after a failed request rolls back, the row's attributes are expired
+        # and the access log must still name the user without another query.
+        self._id = str(user.id)
+        self._active = user.active
 
     def get_id(self) -> str:
-        return str(self.user.id)
+        return self._id
 
     @property
     def is_active(self) -> bool:
-        return self.user.active
+        return self._active
 
 
 @login_manager.user_loader
@@ -98,9 +102,9 @@ def login_failed(_response) -> bool:
 
 def login_limits():
     """Decorators applied to every login endpoint (web form and API token)."""
-    per_address = limiter.limit(login_rate_limit, deduct_when=login_failed)
+    per_address = limiter.limit(login_rate_limit, methods=["POST"], deduct_when=login_failed)
     per_account = limiter.limit(
-        login_rate_limit, key_func=submitted_username, deduct_when=login_failed
+        login_rate_limit, key_func=submitted_username, methods=["POST"], deduct_when=login_failed
     )
 
     def decorate(view):
@@ -110,17 +114,20 @@ def login_limits():
 
 
 def _audit_denial(exc: Forbidden):
-    """A refused action is recorded in a unit of work of its own: the request's own
-    transaction is rolled back with the error."""
+    """A refused action is recorded even though the request fails: whatever the request
+    did is rolled back first, then the refusal alone is committed."""
     if current_user.is_authenticated:
-        with database().session() as session:
-            audit.record(
-                session,
-                principal(),
-                AuditAction.ACCESS_DENIED,
-                outcome=AuditOutcome.DENIED,
-                detail=f"{request.method} {request.url_rule.rule if request.url_rule else ''}",
-            )
+        session = db_session()
+        session.rollback()
+        rule = request.url_rule.rule if request.url_rule else request.path
+        audit.record(
+            session,
+            principal(),
+            AuditAction.ACCESS_DENIED,
+            outcome=AuditOutcome.DENIED,
+            detail=f"{request.method} {rule}",
+        )
+        session.commit()
     return handle_domain_error(exc)
 
 

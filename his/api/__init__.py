@@ -22,7 +22,7 @@ class HisApi(Api):
 def _csrf_for_cookie_sessions() -> None:
     """Bearer-token calls cannot be forged by another site; cookie-authenticated writes
     (the web UI's own calls) must carry the CSRF token like any form."""
-    if request.method in ("GET", "HEAD", "OPTIONS"):
+    if not request.path.startswith("/api/") or request.method in ("GET", "HEAD", "OPTIONS"):
         return
     if request.headers.get("Authorization") or g.get("auth_via") == "bearer":
         return
@@ -57,6 +57,6 @@ def register_api(app: Flask) -> None:
 
     for module in (auth, facilities, patients, visits, audit):
         csrf.exempt(module.blp)
-        module.blp.before_request(_csrf_for_cookie_sessions)
         api.register_blueprint(module.blp, url_prefix="/api/v1")
+    app.before_request(_csrf_for_cookie_sessions)
     app.register_blueprint(docs.bp)

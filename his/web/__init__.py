@@ -66,7 +66,8 @@ class LoginForm(FlaskForm):
 
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: an open redirect after login is a phishing tool."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    # Browsers read a backslash as a slash, so "/\\evil.example" would leave the site.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target
