@@ -15,7 +15,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from his.authn import SessionUser, login_limits
-from his.context import database, db_session, principal
+from his.context import db_session, principal
 from his.migrate import current_revision, head_revision
 from his.models import AuditAction, Role
 from his.services import audit, auth
@@ -134,9 +134,9 @@ def healthz():
 def readyz():
     """Ready for traffic: the database answers and its schema is the one this code needs."""
     try:
-        with database().engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            revision = current_revision(conn)
+        conn = db_session().connection()
+        conn.execute(text("SELECT 1"))
+        revision = current_revision(conn)
     except Exception:  # any driver error means not ready
         current_app.logger.warning("readyz: database unreachable", exc_info=True)
         return {"status": "unavailable", "database": "unreachable"}, 503

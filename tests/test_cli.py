@@ -1,0 +1,112 @@
+"""The `his` command, run the way operators run it."""
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, func, select, text
+
+from his.cli import main
+from his.models import Facility, User
+
+
+@pytest.fixture
+def cli_db(backend, fresh_database, monkeypatch):
+    """A real, committed database of each backend, as an operator's would be."""
+    databases = fresh_database(backend)
+    url = next(databases)
+    monkeypatch.setenv("HIS_ENV", "development")
+    monkeypatch.setenv("HIS_DATABASE_URL", url)
+    yield url
+    databases.close()
+
+
+def _run(*args, input=None):
+    result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+    return result
+
+
+def test_upgrade_demo_and_user_create(cli_db):
+    assert _run("db", "upgrade").exit_code == 0
+    assert _run("db", "check").output.strip() == "models and migrations agree"
+
+    first = _run("demo", "--if-empty")
+    assert first.exit_code == 0
+    assert "200 new patients" in first.output
+    again = _run("demo", "--if-empty")
+    assert "already has data" in again.output
+
+    created = _run(
+        "user",
+        "create",
+        "--username",
+        "Lab.Client",
+        "--full-name",
+        "Máy xét nghiệm",
+        "--facility",
+        "91001",
+        "--role",
+        "integration",
+        "--password",
+        "s3cret-pass",
+    )
+    assert created.exit_code == 0, created.output
+    engine = create_engine(cli_db)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Facility)) == 5
+        row = conn.execute(
+            select(User.username, User.password_hash).where(User.username == "lab.client")
+        ).one()
+        assert row.password_hash.startswith("$argon2id$")
+        roles = conn.scalars(
+            text(
+                "SELECT role FROM user_role WHERE user_id = "
+                "(SELECT id FROM app_user WHERE username='lab.client')"
+            )
+        ).all()
+        assert roles == ["integration"]
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--facility", "00000", "--role", "doctor"], "No facility has this code."),
+        (["--facility", "91001", "--role", "surgeon"], "roles: Unknown role."),
+    ],
+)
+def test_user_create_reports_what_is_wrong(cli_db, args, message):
+    _run("db", "upgrade")
+    _run("demo")
+    result = _run(
+        "user", "create", "--username", "x", "--full-name", "X", "--password", "longpass", *args
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_duplicate_username(cli_db):
+    _run("db", "upgrade")
+    _run("demo")
+    result = _run(
+        "user",
+        "create",
+        "--username",
+        "DOCTOR",
+        "--full-name",
+        "X",
+        "--facility",
+        "91001",
+        "--role",
+        "doctor",
+        "--password",
+        "longpass",
+    )
+    assert result.exit_code == 1
+    assert "This username is taken." in result.output
+
+
+def test_bad_configuration_is_reported(monkeypatch):
+    monkeypatch.setenv("HIS_ENV", "production")
+    monkeypatch.delenv("HIS_SECRET_KEY", raising=False)
+    result = _run("db", "upgrade")
+    assert result.exit_code == 1
+    assert "HIS_SECRET_KEY: required in production" in result.output
