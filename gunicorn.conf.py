@@ -18,6 +18,9 @@ max_requests = 2000
 max_requests_jitter = 200
 accesslog = None  # the app logs each request itself, without query strings
 errorlog = "-"
+logger_class = "his.gunicorn_logger.GunicornLogger"
 loglevel = _settings.log_level.lower()
+# No runtime control socket in the home directory: operators use signals and the health checks.
+control_socket_disable = True
 # Heartbeat files in RAM: a slow or full disk must not get workers killed as hung.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108

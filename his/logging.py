@@ -80,7 +80,9 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     # Werkzeug's access line repeats the query string, which may hold a searched name;
     # our own request line (his.http) replaces it.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)
+
