@@ -21,7 +21,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
 
-    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    # No app-wide static folder: the web blueprint serves /static, and an app route of
+    # the same path would shadow it.
+    app = Flask(__name__, instance_path=str(settings.instance_dir), static_folder=None)
     app.config.update(
         HIS_SETTINGS=settings,
         SECRET_KEY=settings.secret_key,

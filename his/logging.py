@@ -85,4 +85,3 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)
-

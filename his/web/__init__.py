@@ -123,6 +123,12 @@ def home():
     return render_template("home.html", user=user, panels=panels)
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico whatever the page says."""
+    return redirect(url_for("web.static", filename="favicon.svg"), code=301)
+
+
 @health_bp.get("/healthz")
 def healthz():
     """The process answers. Says nothing about the database, on purpose: a restart
