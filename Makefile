@@ -47,14 +47,15 @@ format: $(STAMP)
 # Re-extract the user-visible strings and merge them into the Vietnamese catalogue.
 i18n-update: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o /tmp/his-messages.pot .
-	$(BIN)/pybabel update -i /tmp/his-messages.pot -d his/translations --no-location --ignore-obsolete
+	$(BIN)/pybabel update -i /tmp/his-messages.pot -d his/translations --ignore-obsolete --no-fuzzy-matching
 
 # Re-resolve the dependency ranges of pyproject.toml into constraints.txt (the lock).
 lock:
 	rm -rf /tmp/his-lock-venv && $(PYTHON) -m venv /tmp/his-lock-venv
 	/tmp/his-lock-venv/bin/python -m pip install --quiet --upgrade pip
 	/tmp/his-lock-venv/bin/python -m pip install --quiet -e '.[test]'
-	/tmp/his-lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^his==' > constraints.txt
+	{ echo '# The lock: exact versions for a reproducible install (`make lock` regenerates it).'; \
+	  /tmp/his-lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^his=='; } > constraints.txt
 	rm -rf /tmp/his-lock-venv
 
 clean-venv:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from his.errors import DomainError
 from his.logging import get_logger
+from his.validation_messages import translate_errors
 
 log = get_logger(__name__)
 
@@ -110,12 +111,13 @@ def error_response(
 
 
 def flatten_webargs(messages: dict[str, Any]) -> dict[str, Any]:
-    """webargs nests messages by location (json, query, ...); clients want field → messages."""
+    """webargs nests messages by location (json, query, ...); clients want field → messages,
+    in their language."""
     flat: dict[str, Any] = {}
     for location_messages in messages.values():
         if isinstance(location_messages, dict):
             flat.update(location_messages)
-    return flat
+    return translate_errors(flat)
 
 
 def handle_http_exception(exc: HTTPException) -> Response:

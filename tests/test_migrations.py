@@ -7,6 +7,7 @@ from sqlalchemy.exc import DatabaseError
 
 from his import migrate
 from his.models import AuditAction, AuditEvent, AuditOutcome
+from his.models.audit import AuditTrailIsAppendOnly
 
 
 def test_models_and_migrations_agree(database_url):
@@ -41,3 +42,15 @@ def test_audit_rows_cannot_be_changed_or_deleted(db_session, statement):
         db_session.scalar(text("SELECT username FROM audit_event WHERE id = :id"), {"id": event.id})
         == "x"
     )
+
+
+def test_the_orm_refuses_to_change_or_delete_audit_rows(db_session):
+    event = _an_event(db_session)
+    event.username = "forged"
+    with pytest.raises(AuditTrailIsAppendOnly):
+        db_session.flush()
+    db_session.rollback()
+    event = _an_event(db_session)
+    db_session.delete(event)
+    with pytest.raises(AuditTrailIsAppendOnly):
+        db_session.flush()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import String, event
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from his.db import Base, utcnow
 from his.models.types import BigIntPK, str_enum
@@ -52,3 +52,16 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[AuditOutcome] = mapped_column(str_enum(AuditOutcome, "audit_outcome"))
     detail: Mapped[str | None] = mapped_column(String(500))
+
+
+class AuditTrailIsAppendOnly(RuntimeError):
+    pass
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_audit_changes(session: Session, _context: object, _instances: object) -> None:
+    """Fails fast in Python, before the database trigger would, with a clearer message."""
+    changed = [o for o in session.dirty if isinstance(o, AuditEvent) and session.is_modified(o)]
+    deleted = [o for o in session.deleted if isinstance(o, AuditEvent)]
+    if changed or deleted:
+        raise AuditTrailIsAppendOnly("audit_event rows are never changed or deleted")

@@ -52,14 +52,14 @@ class LoginForm(FlaskForm):
         _l("Username"),
         validators=[
             DataRequired(message=_l("Enter your username.")),
-            Length(max=64, message=_l("At most %(max)d characters.")),
+            Length(max=64, message=_l("At most %(max)s characters.")),
         ],
     )
     password = PasswordField(
         _l("Password"),
         validators=[
             DataRequired(message=_l("Enter your password.")),
-            Length(max=1024, message=_l("At most %(max)d characters.")),
+            Length(max=1024, message=_l("At most %(max)s characters.")),
         ],
     )
 

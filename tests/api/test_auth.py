@@ -97,7 +97,11 @@ def test_missing_fields_are_422_with_field_errors(client, db_session):
     response = client.post("/api/v1/auth/token", json={"username": "a"})
     assert response.status_code == 422
     assert response.mimetype == PROBLEM
-    assert response.get_json()["errors"] == {"password": ["Missing data for required field."]}
+    assert response.get_json()["errors"] == {"password": ["Thiếu dữ liệu cho trường bắt buộc."]}
+    english = client.post(
+        "/api/v1/auth/token", json={"username": "a"}, headers={"Accept-Language": "en"}
+    )
+    assert english.get_json()["errors"] == {"password": ["Missing data for required field."]}
 
 
 def test_me_without_token_is_401(client, db_session):

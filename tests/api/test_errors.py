@@ -101,3 +101,18 @@ def test_cookie_authenticated_api_writes_need_csrf(client, db_session):
     response = client.post("/api/v1/auth/logout")
     assert response.status_code == 400
     assert response.mimetype == PROBLEM
+
+
+def test_validation_messages_are_translated(client, db_session, login_token):
+    auditor = UserFactory(roles=(Role.AUDITOR,))
+    headers = login_token(auditor.username)
+    query = {"action": "steal", "patient_id": "x", "since": "hôm qua"}
+    vi = client.get("/api/v1/audit-events", query_string=query, headers=headers).get_json()
+    assert vi["errors"]["patient_id"] == ["Không phải số nguyên hợp lệ."]
+    assert vi["errors"]["since"] == ["Không phải ngày giờ hợp lệ."]
+    assert vi["errors"]["action"][0].startswith("Phải là một trong: login, login_failed")
+    en = client.get(
+        "/api/v1/audit-events", query_string=query, headers={**headers, "Accept-Language": "en"}
+    ).get_json()
+    assert en["errors"]["patient_id"] == ["Not a valid integer."]
+    assert en["errors"]["since"] == ["Not a valid date and time."]
