@@ -51,6 +51,20 @@ def record(
     return event
 
 
+def record_read(
+    session: Session, principal: Principal, entity_type: str, entity_id: object, patient_id: int
+) -> AuditEvent:
+    """One read of a patient's record: the most common audit row, so one way to write it."""
+    return record(
+        session,
+        principal,
+        AuditAction.READ,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        patient_id=patient_id,
+    )
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     user_id: int | None = None

@@ -6,7 +6,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session, selectinload
 
 from his.errors import NotFound
-from his.models import AuditAction, Patient
+from his.models import Patient
 from his.services import audit
 from his.services.access import PATIENT_ROLES, Principal
 
@@ -17,12 +17,5 @@ def get_patient(session: Session, principal: Principal, patient_id: int) -> Pati
     patient = session.get(Patient, patient_id, options=[selectinload(Patient.identifiers)])
     if patient is None:
         raise NotFound(str(_l("No patient has this id.")))
-    audit.record(
-        session,
-        principal,
-        AuditAction.READ,
-        entity_type="Patient",
-        entity_id=patient.id,
-        patient_id=patient.id,
-    )
+    audit.record_read(session, principal, "Patient", patient.id, patient.id)
     return patient

@@ -30,12 +30,5 @@ def get_visit(session: Session, principal: Principal, visit_id: int) -> Visit:
     visit = session.scalar(visible_visits(principal).where(Visit.id == visit_id))
     if visit is None:
         raise NotFound(str(_l("No visit has this id at your facility.")))
-    audit.record(
-        session,
-        principal,
-        AuditAction.READ,
-        entity_type="Visit",
-        entity_id=visit.id,
-        patient_id=visit.patient_id,
-    )
+    audit.record_read(session, principal, "Visit", visit.id, visit.patient_id)
     return visit
