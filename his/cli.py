@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
+from sqlalchemy.engine import make_url
 
 from his.config import PROJECT_ROOT, ConfigError, Settings
 from his.db import Database
@@ -19,8 +21,10 @@ def _settings() -> Settings:
 
 
 def _database(settings: Settings) -> Database:
-    if settings.database_url.startswith("sqlite"):
-        settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        # SQLite creates the file but not its folder (instance/ on a fresh clone).
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return Database.from_url(settings.database_url)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, Response, g, json, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from his.errors import DomainError
@@ -134,6 +135,10 @@ def handle_http_exception(exc: HTTPException) -> Response:
         headers["WWW-Authenticate"] = 'Bearer realm="his"'
     if status == 429:
         detail = _("Too many attempts. Wait a minute and try again.")
+    if isinstance(exc, CSRFError):
+        detail = _(
+            "The form has expired or did not come from this site. Reload the page and try again."
+        )
     if status == 422 and errors and not detail:
         detail = _("Some fields are not valid; see errors.")
     if detail is None and status in (404, 405, 413, 415):

@@ -147,3 +147,13 @@ def test_session_cookie_flags(make_app, db_session):
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
     assert "Secure" in cookie
+
+
+def test_a_stale_form_gets_a_plain_explanation(client, db_session):
+    response = client.post(
+        "/login",
+        data={"username": "x", "password": "y", "csrf_token": "stale"},
+        headers={"Accept": "text/html"},
+    )
+    assert response.status_code == 400
+    assert "Biểu mẫu đã hết hạn" in response.get_data(as_text=True)
