@@ -42,12 +42,24 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)  # type: ignore[method-assign]
 
+    from his.services.bhyt_check import checker_from_settings
+
     app.extensions["his_db"] = database or Database.from_url(settings.database_url)
+    app.extensions["his_card_checker"] = checker_from_settings(
+        settings.bhyt_gateway_url,
+        settings.bhyt_gateway_username,
+        settings.bhyt_gateway_password,
+        settings.bhyt_gateway_timeout,
+        staff_name=settings.bhyt_gateway_staff_name or None,
+        staff_cccd=settings.bhyt_gateway_staff_cccd or None,
+    )
 
     from his import authn, http, i18n, problems
     from his.api import register_api
     from his.web import bp as web_bp
     from his.web import health_bp
+    from his.web.reception import boards as boards_bp
+    from his.web.reception import bp as reception_bp
 
     http.init_app(app)
     i18n.init_app(app)
@@ -55,5 +67,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     problems.register(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(web_bp)
+    app.register_blueprint(reception_bp)
+    app.register_blueprint(boards_bp)
     register_api(app)
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def normalise_database_url(url: str) -> str:
 class Settings:
     env: str = "production"
     database_url: str = ""
-    secret_key: str = ""
+    secret_key: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 8000
     mllp_port: int = 2575
@@ -83,6 +83,12 @@ class Settings:
     trusted_proxies: int = 0
     web_workers: int = 2
     web_threads: int = 2
+    bhyt_gateway_url: str = ""
+    bhyt_gateway_username: str = ""
+    bhyt_gateway_password: str = field(default="", repr=False)
+    bhyt_gateway_staff_name: str = ""
+    bhyt_gateway_staff_cccd: str = ""
+    bhyt_gateway_timeout: float = 5.0
 
     @property
     def is_production(self) -> bool:
@@ -151,6 +157,19 @@ class Settings:
 
         workers = _int("HIS_WEB_WORKERS", env.get("HIS_WEB_WORKERS", "2"), problems, 1, 64)
         threads = _int("HIS_WEB_THREADS", env.get("HIS_WEB_THREADS", "2"), problems, 1, 64)
+        gateway_url = env.get("HIS_BHYT_GATEWAY_URL", "").strip().rstrip("/")
+        if gateway_url and not gateway_url.startswith(("https://", "http://")):
+            problems["HIS_BHYT_GATEWAY_URL"] = "must be an http(s) URL"
+        for needed in ("HIS_BHYT_GATEWAY_USERNAME", "HIS_BHYT_GATEWAY_PASSWORD"):
+            if gateway_url and not env.get(needed):
+                problems[needed] = "required when HIS_BHYT_GATEWAY_URL is set"
+        gateway_timeout = _int(
+            "HIS_BHYT_GATEWAY_TIMEOUT_SECONDS",
+            env.get("HIS_BHYT_GATEWAY_TIMEOUT_SECONDS", "5"),
+            problems,
+            1,
+            60,
+        )
         proxies = _int("HIS_TRUSTED_PROXIES", env.get("HIS_TRUSTED_PROXIES", "0"), problems, 0, 5)
 
         if problems:
@@ -174,4 +193,11 @@ class Settings:
             trusted_proxies=proxies,
             web_workers=workers,
             web_threads=threads,
+            bhyt_gateway_url=gateway_url,
+            bhyt_gateway_username=env.get("HIS_BHYT_GATEWAY_USERNAME", ""),
+            bhyt_gateway_password=env.get("HIS_BHYT_GATEWAY_PASSWORD", ""),
+            bhyt_gateway_timeout=float(gateway_timeout),
+            # Official Letter 1923/BHXH: a lookup names the staff member who makes it.
+            bhyt_gateway_staff_name=env.get("HIS_BHYT_GATEWAY_STAFF_NAME", ""),
+            bhyt_gateway_staff_cccd=env.get("HIS_BHYT_GATEWAY_STAFF_CCCD", ""),
         )

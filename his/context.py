@@ -18,7 +18,8 @@ def db_session() -> Session:
     """One session per request, opened on first use; committed by ``his.http`` when the
     response is a success, rolled back otherwise."""
     if "db_session" not in g:
-        g.db_session = database().session_factory()
+        writes = request.method not in ("GET", "HEAD", "OPTIONS")
+        g.db_session = database().open_session(write=writes)
     return g.db_session
 
 

@@ -81,7 +81,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A unit of work that will write takes the write lock up front: a deferred
+        # transaction that read first and writes later fails outright (SQLITE_BUSY, no
+        # waiting) when another writer committed in between.
+        immediate = connection.get_execution_options().get(WRITE_OPTION)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+WRITE_OPTION = "his_write"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -104,10 +111,18 @@ class Database:
     def from_url(cls, url: str) -> Database:
         return cls(make_engine(url))
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: commits when the block ends cleanly, rolls back otherwise."""
+    def open_session(self, *, write: bool = False) -> Session:
+        """A session whose transaction, on SQLite, takes the write lock at once when
+        ``write``; PostgreSQL ignores the option (its row locks do the same job)."""
         session = self.session_factory()
+        if write:
+            session.connection(execution_options={WRITE_OPTION: True})
+        return session
+
+    @contextmanager
+    def session(self, *, write: bool = True) -> Iterator[Session]:
+        """A unit of work: commits when the block ends cleanly, rolls back otherwise."""
+        session = self.open_session(write=write)
         try:
             yield session
             session.commit()

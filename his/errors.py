@@ -8,10 +8,21 @@ class DomainError(Exception):
     status = 400
     code = "bad-request"
 
-    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: dict[str, list[str]] | None = None,
+        extra: dict[str, object] | None = None,
+        code: str | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or {}
+        # More members for the problem document (e.g. the existing record of a duplicate).
+        self.extra = extra or {}
+        if code:
+            self.code = code
 
 
 class NotFound(DomainError):
@@ -37,3 +48,11 @@ class Conflict(DomainError):
 class ValidationFailed(DomainError):
     status = 422
     code = "validation-failed"
+
+
+class InvalidValue(ValueError):
+    """One field's value is wrong; ``message`` says which part and why, translated."""
+
+    def __init__(self, message: object):
+        super().__init__(str(message))
+        self.message = message

@@ -9,7 +9,7 @@ while their users expect Vietnamese.
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, has_request_context, request
 from flask_babel import Babel
 from flask_login import current_user
 
@@ -18,6 +18,8 @@ LANG_COOKIE = "his_lang"
 
 
 def select_locale() -> str:
+    if not has_request_context():  # CLI jobs and background workers
+        return current_app.config["HIS_SETTINGS"].default_locale
     chosen = request.args.get("lang")
     if chosen in LOCALES:
         g.set_lang_cookie = chosen

@@ -66,6 +66,7 @@ def problem(
     errors: dict[str, Any] | None = None,
     slug: str | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + (slug or SLUGS.get(status, "error")),
@@ -77,6 +78,7 @@ def problem(
     body["instance"] = request.path
     if errors:
         body["errors"] = errors
+    body.update(extra or {})
     if g.get("request_id"):
         body["request_id"] = g.request_id
     response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=PROBLEM_JSON)
@@ -100,6 +102,7 @@ def error_response(
     *,
     slug: str | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     if wants_html():
         title = str(TITLES.get(status, _l("Error")))
@@ -108,7 +111,7 @@ def error_response(
         for key, value in (headers or {}).items():
             response.headers[key] = value
         return response
-    return problem(status, detail, errors=errors, slug=slug, headers=headers)
+    return problem(status, detail, errors=errors, slug=slug, headers=headers, extra=extra)
 
 
 def flatten_webargs(messages: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +155,9 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 
 def handle_domain_error(exc: DomainError) -> Response:
-    return error_response(exc.status, exc.detail, exc.errors or None, slug=exc.code)
+    return error_response(
+        exc.status, exc.detail, exc.errors or None, slug=exc.code, extra=exc.extra
+    )
 
 
 def handle_unexpected(exc: Exception) -> Response:

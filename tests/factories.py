@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import factory
 from factory.alchemy import SQLAlchemyModelFactory
 from sqlalchemy.orm import Session
 
 from his.models import (
+    CardStatus,
     CareLevel,
+    Coverage,
+    Department,
     Facility,
     IdentifierType,
     LegacyTier,
     Patient,
     PatientIdentifier,
     Role,
+    Room,
     Sex,
     User,
     UserRole,
@@ -96,5 +102,40 @@ class VisitFactory(Base):
     class Meta:
         model = Visit
 
+    visit_code = factory.Sequence(lambda n: f"TEST{n:010d}")
     facility_id = factory.LazyFunction(lambda: FacilityFactory().id)
     patient_id = factory.LazyFunction(lambda: PatientFactory().id)
+
+
+class DepartmentFactory(Base):
+    class Meta:
+        model = Department
+
+    facility = factory.SubFactory(FacilityFactory)
+    code = factory.Sequence(lambda n: f"K{n:02d}")
+    name = "Khoa Khám bệnh"
+
+
+class RoomFactory(Base):
+    class Meta:
+        model = Room
+
+    department = factory.SubFactory(DepartmentFactory)
+    code = factory.Sequence(lambda n: f"P{n:03d}")
+    name = factory.Sequence(lambda n: f"Phòng khám {n}")
+
+
+class CoverageFactory(Base):
+    class Meta:
+        model = Coverage
+
+    patient = factory.SubFactory(PatientFactory)
+    card_number = factory.Sequence(lambda n: f"DN4919{n:09d}")
+    insurance_number = factory.LazyAttribute(lambda c: c.card_number[-10:])
+    group_code = "DN"
+    benefit_level = 4
+    issuing_province = "91"
+    valid_from = dt.date(2026, 1, 1)
+    valid_to = dt.date(2026, 12, 31)
+    registered_facility_code = "91011"
+    status = CardStatus.UNVERIFIED

@@ -3,22 +3,120 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import current_app, request
 from flask.views import MethodView
+from flask_babel import gettext as _
 from flask_login import login_required
 from flask_smorest import Blueprint
-from marshmallow import fields
+from marshmallow import fields, validate
 
+from his.api.pagination import SelectPage
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
-from his.services.patients import get_patient
+from his.errors import ValidationFailed
+from his.services import patients as service
 
 blp = Blueprint("patients", __name__, description="The shared patient index")
 
+STR = {"allow_none": True}
 
-class IdentifierSchema(ma.Schema):
+
+class AddressSchema(ma.Schema):
+    line = fields.String(validate=validate.Length(max=300), **STR)
+    province_code = fields.String(metadata={"description": "2025 province code"}, **STR)
+    commune_code = fields.String(metadata={"description": "2025 commune code"}, **STR)
+    legacy_province_code = fields.String(metadata={"description": "pre-2025 code"}, **STR)
+    legacy_district_code = fields.String(metadata={"description": "pre-2025 code"}, **STR)
+    legacy_commune_code = fields.String(metadata={"description": "pre-2025 code"}, **STR)
+
+
+class IdentifierInSchema(ma.Schema):
+    system = fields.String(
+        required=True,
+        metadata={"description": "`cmnd`, `passport`, or the URI of another system"},
+    )
+    value = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class AllergySchema(ma.Schema):
+    substance = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    reaction = fields.String(validate=validate.Length(max=200), **STR)
+    severity = fields.String(
+        validate=validate.OneOf(["mild", "moderate", "severe", "unknown"]), load_default="unknown"
+    )
+
+
+class GuardianSchema(ma.Schema):
+    name = fields.String(validate=validate.Length(max=200), **STR)
+    relation = fields.String(validate=validate.Length(max=50), **STR)
+    phone = fields.String(**STR)
+    cccd = fields.String(**STR)
+
+
+class InsuranceInSchema(ma.Schema):
+    card_number = fields.String(
+        required=True, metadata={"description": "10-digit number or the 15-character code"}
+    )
+    valid_from = fields.Date(**STR)
+    valid_to = fields.Date(**STR)
+    registered_facility_code = fields.String(metadata={"description": "MA_DKBD"}, **STR)
+    benefit_level = fields.Integer(validate=validate.Range(1, 5), **STR)
+    five_year_date = fields.Date(**STR)
+    area_code = fields.String(metadata={"enum": ["K1", "K2", "K3"]}, **STR)
+
+
+class PatientInSchema(ma.Schema):
+    full_name = fields.String(validate=validate.Length(max=200))
+    family_name = fields.String(validate=validate.Length(max=100), **STR)
+    middle_name = fields.String(validate=validate.Length(max=100), **STR)
+    given_name = fields.String(validate=validate.Length(max=100), **STR)
+    sex = fields.String(metadata={"enum": ["male", "female", "undetermined"]})
+    birth_date = fields.String(metadata={"description": "YYYY, YYYY-MM or YYYY-MM-DD"})
+    cccd = fields.String(metadata={"description": "12-digit personal ID number"}, **STR)
+    phone = fields.String(**STR)
+    ethnicity_code = fields.String(**STR)
+    nationality = fields.String(**STR)
+    occupation_code = fields.String(**STR)
+    address = fields.Nested(AddressSchema, **STR)
+    identifiers = fields.List(fields.Nested(IdentifierInSchema))
+    allergies = fields.List(fields.Nested(AllergySchema))
+    guardian = fields.Nested(GuardianSchema, **STR)
+    insurance = fields.Nested(InsuranceInSchema, **STR)
+
+
+class PatientCreateSchema(PatientInSchema):
+    full_name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    sex = fields.String(required=True, metadata={"enum": ["male", "female", "undetermined"]})
+    birth_date = fields.String(
+        required=True, metadata={"description": "YYYY, YYYY-MM or YYYY-MM-DD"}
+    )
+    allow_possible_duplicate = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Register although a similar patient exists (after a 409)"},
+    )
+
+
+class IdentifierOutSchema(ma.Schema):
     type = fields.String(metadata={"enum": ["cccd", "cmnd", "passport", "bhyt", "mrn", "external"]})
     system = fields.String()
     value = fields.String()
+
+
+class InsuranceOutSchema(ma.Schema):
+    card_number = fields.String()
+    insurance_number = fields.String()
+    group_code = fields.String(allow_none=True)
+    benefit_level = fields.Integer(allow_none=True)
+    valid_from = fields.Date(allow_none=True)
+    valid_to = fields.Date(allow_none=True)
+    registered_facility_code = fields.String(allow_none=True)
+    area_code = fields.String(allow_none=True)
+    five_year_date = fields.Date(allow_none=True)
+    status = fields.String(metadata={"enum": ["verified", "unverified", "failed"]})
+    check_method = fields.String(allow_none=True)
+    check_code = fields.String(allow_none=True)
+    check_message = fields.String(allow_none=True)
+    checked_at = fields.DateTime(allow_none=True)
 
 
 class PatientSchema(ma.Schema):
@@ -29,25 +127,182 @@ class PatientSchema(ma.Schema):
     middle_name = fields.String(allow_none=True)
     given_name = fields.String(allow_none=True)
     sex = fields.String(metadata={"enum": ["male", "female", "undetermined"]})
-    birth_date = fields.String(
-        attribute="birth_date_text",
-        metadata={"description": "dd/mm/yyyy, mm/yyyy or yyyy when only part is known"},
+    birth_date = fields.Function(
+        lambda p: p.birth.iso(), metadata={"description": "YYYY, YYYY-MM or YYYY-MM-DD"}
     )
-    birth_year = fields.Integer()
-    birth_month = fields.Integer(allow_none=True)
-    birth_day = fields.Integer(allow_none=True)
+    birth_date_display = fields.Function(
+        lambda p: p.birth.display(), metadata={"description": "dd/mm/yyyy, mm/yyyy or yyyy"}
+    )
+    cccd = fields.Function(lambda p: p.identifier("cccd"))
     phone = fields.String(allow_none=True)
-    identifiers = fields.List(fields.Nested(IdentifierSchema))
+    ethnicity_code = fields.String(allow_none=True)
+    nationality = fields.String()
+    occupation_code = fields.String(allow_none=True)
+    address = fields.Function(
+        lambda p: {
+            "line": p.address_line,
+            "province_code": p.province_code,
+            "commune_code": p.commune_code,
+            "legacy_province_code": p.legacy_province_code,
+            "legacy_district_code": p.legacy_district_code,
+            "legacy_commune_code": p.legacy_commune_code,
+        }
+    )
+    identifiers = fields.List(fields.Nested(IdentifierOutSchema))
+    allergies = fields.List(fields.Nested(AllergySchema))
+    guardian = fields.Function(
+        lambda p: (
+            None
+            if not p.guardian_name
+            else {
+                "name": p.guardian_name,
+                "relation": p.guardian_relation,
+                "phone": p.guardian_phone,
+                "cccd": p.guardian_cccd,
+            }
+        )
+    )
+    insurance = fields.Nested(InsuranceOutSchema, attribute="coverage", allow_none=True)
+    insurance_history = fields.List(fields.Nested(InsuranceOutSchema), attribute="coverages")
+    merged_into = fields.Integer(attribute="merged_into_id", allow_none=True)
+    version = fields.Integer(metadata={"description": "Also the ETag; send it in If-Match"})
+
+
+class SearchArgsSchema(ma.Schema):
+    q = fields.String(load_default="", metadata={"description": "name, phone, CCCD, BHYT or MRN"})
+    birth_year = fields.Integer(validate=validate.Range(1880, 2200))
+    commune_code = fields.String(validate=validate.Length(equal=5))
+
+
+class MergeSchema(ma.Schema):
+    merged_id = fields.Integer(
+        required=True, metadata={"description": "The record to fold into this one"}
+    )
+
+
+class MergeOutSchema(ma.Schema):
+    id = fields.Integer()
+    survivor_id = fields.Integer()
+    merged_id = fields.Integer()
+    merged_at = fields.DateTime()
+    undone_at = fields.DateTime(allow_none=True)
+
+
+def _checker():
+    return current_app.extensions["his_card_checker"]
+
+
+def _with_etag(patient, status: int = 200):
+    return patient, status, {"ETag": f'"{patient.version}"'}
+
+
+def _if_match() -> int | None:
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise ValidationFailed(
+            _("If-Match must be the ETag you read."), errors={"If-Match": [header]}
+        )
+    return int(tag)
+
+
+@blp.route("/patients")
+class PatientsResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.arguments(SearchArgsSchema, location="query")
+    @blp.response(200, PatientSchema(many=True))
+    @blp.paginate(SelectPage)
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
+    def get(self, args):
+        """Search by name (accents optional, any word order), phone, CCCD, BHYT or MRN."""
+        query = service.SearchQuery(**args)
+        return service.search_patients(db_session(), principal(), query)
+
+    @blp.arguments(PatientCreateSchema)
+    @blp.response(201, PatientSchema, headers={"ETag": {"schema": {"type": "string"}}})
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
+    @problem_doc(blp, 409, "The CCCD/BHYT number belongs to another patient, or a likely duplicate")
+    def post(self, body):
+        """Register a patient; the answer carries the new `id` and `mrn`."""
+        allow = body.pop("allow_possible_duplicate", False)
+        patient = service.register_patient(
+            db_session(), principal(), body, checker=_checker(), allow_possible_duplicate=allow
+        )
+        return _with_etag(patient, 201)
 
 
 @blp.route("/patients/<int:patient_id>")
 class PatientResource(MethodView):
     decorators = (login_required,)
 
-    @blp.response(200, PatientSchema)
+    @blp.response(200, PatientSchema, headers={"ETag": {"schema": {"type": "string"}}})
     @problem_doc(blp, 401)
     @problem_doc(blp, 403)
     @problem_doc(blp, 404)
     def get(self, patient_id: int):
         """One patient. The read is written to the audit trail."""
-        return get_patient(db_session(), principal(), patient_id)
+        return _with_etag(service.get_patient(db_session(), principal(), patient_id))
+
+    @blp.arguments(PatientInSchema)
+    @blp.response(200, PatientSchema, headers={"ETag": {"schema": {"type": "string"}}})
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
+    @problem_doc(blp, 404)
+    @problem_doc(blp, 409)
+    @problem_doc(blp, 412, "Someone changed the patient since the ETag given in If-Match")
+    def patch(self, body, patient_id: int):
+        """Change the fields given. Send the ETag you read in If-Match."""
+        patient = service.update_patient(
+            db_session(),
+            principal(),
+            patient_id,
+            body,
+            expected_version=_if_match(),
+            checker=_checker(),
+        )
+        return _with_etag(patient)
+
+
+@blp.route("/patients/<int:patient_id>/insurance/check")
+class CardCheckResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.response(200, InsuranceOutSchema)
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 404)
+    @problem_doc(blp, 422, "The patient has no card on file")
+    def post(self, patient_id: int):
+        """Check the patient's current BHYT card again (after the gateway was down)."""
+        return service.recheck_card(db_session(), principal(), patient_id, _checker())
+
+
+@blp.route("/patients/<int:patient_id>/merge")
+class MergeResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.arguments(MergeSchema)
+    @blp.response(200, MergeOutSchema)
+    @problem_doc(blp, 403, "Only administrators merge records")
+    @problem_doc(blp, 404)
+    @problem_doc(blp, 409)
+    def post(self, body, patient_id: int):
+        """Merge another record of the same person into this one (administrators)."""
+        return service.merge_patients(db_session(), principal(), patient_id, body["merged_id"])
+
+
+@blp.route("/patient-merges/<int:merge_id>/undo")
+class UndoMergeResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.response(200, MergeOutSchema)
+    @problem_doc(blp, 403, "Only administrators undo merges")
+    @problem_doc(blp, 404)
+    @problem_doc(blp, 409)
+    def post(self, merge_id: int):
+        """Undo a merge: the records are separated again exactly as they were."""
+        return service.undo_merge(db_session(), principal(), merge_id)

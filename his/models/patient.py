@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from his.db import Base
+from his.models.coverage import Coverage
 from his.models.types import created_at, str_enum, updated_at
+from his.partial_date import PartialDate
 
 
 class Sex(enum.StrEnum):
@@ -30,6 +32,13 @@ class IdentifierType(enum.StrEnum):
 class Patient(Base):
     __tablename__ = "patient"
     __table_args__ = (
+        # Trigram index for accent-free name search on PostgreSQL; SQLite scans instead.
+        Index(
+            "ix_patient_search_name_trgm",
+            "search_name",
+            postgresql_using="gin",
+            postgresql_ops={"search_name": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
         CheckConstraint("birth_month IS NULL OR birth_month BETWEEN 1 AND 12", name="birth_month"),
         CheckConstraint(
             "birth_day IS NULL OR (birth_month IS NOT NULL AND birth_day BETWEEN 1 AND 31)",
@@ -50,30 +59,75 @@ class Patient(Base):
     birth_year: Mapped[int]
     birth_month: Mapped[int | None]
     birth_day: Mapped[int | None]
-    phone: Mapped[str | None] = mapped_column(String(15))
+    phone: Mapped[str | None] = mapped_column(String(15), index=True)  # normalised digits
+    ethnicity_code: Mapped[str | None] = mapped_column(String(2))  # MA_DANTOC
+    nationality: Mapped[str] = mapped_column(String(3), default="VN", server_default="VN")
+    occupation_code: Mapped[str | None] = mapped_column(String(5))  # MA_NGHE_NGHIEP
+    # Address: a free line plus the 2025 codes; the pre-2025 codes as given are kept too.
+    address_line: Mapped[str | None] = mapped_column(String(300))
+    province_code: Mapped[str | None] = mapped_column(String(2))
+    commune_code: Mapped[str | None] = mapped_column(String(5), index=True)
+    legacy_province_code: Mapped[str | None] = mapped_column(String(2))
+    legacy_district_code: Mapped[str | None] = mapped_column(String(3))
+    legacy_commune_code: Mapped[str | None] = mapped_column(String(5))
+    # Children under 6 come with a guardian (người giám hộ).
+    guardian_name: Mapped[str | None] = mapped_column(String(200))
+    guardian_relation: Mapped[str | None] = mapped_column(String(50))
+    guardian_phone: Mapped[str | None] = mapped_column(String(15))
+    guardian_cccd: Mapped[str | None] = mapped_column(String(12))
     registered_facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    # A merged record is kept, pointing at the survivor; it is never deleted.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    merged_at: Mapped[dt.datetime | None]
+    version: Mapped[int] = mapped_column(default=1, server_default="1")  # the ETag
     created_at: Mapped[created_at]
     updated_at: Mapped[updated_at]
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy's API)
 
     identifiers: Mapped[list[PatientIdentifier]] = relationship(
         back_populates="patient", cascade="all, delete-orphan", order_by="PatientIdentifier.id"
     )
+    allergies: Mapped[list[PatientAllergy]] = relationship(
+        back_populates="patient", cascade="all, delete-orphan", order_by="PatientAllergy.id"
+    )
+    coverages: Mapped[list[Coverage]] = relationship(
+        back_populates="patient", order_by="Coverage.id"
+    )
 
     @property
-    def birth_date_text(self) -> str:
-        """dd/mm/yyyy, or mm/yyyy or yyyy when only part is known."""
-        parts = [f"{self.birth_year:04d}"]
-        if self.birth_month:
-            parts.insert(0, f"{self.birth_month:02d}")
-        if self.birth_day:
-            parts.insert(0, f"{self.birth_day:02d}")
-        return "/".join(parts)
+    def coverage(self) -> Coverage | None:
+        """The card presented last."""
+        return self.coverages[-1] if self.coverages else None
+
+    def identifier(self, kind: IdentifierType) -> str | None:
+        return next((i.value for i in self.identifiers if i.type == kind), None)
 
     @property
-    def birth_date(self) -> dt.date | None:
-        if self.birth_month and self.birth_day:
-            return dt.date(self.birth_year, self.birth_month, self.birth_day)
-        return None
+    def birth(self) -> PartialDate:
+        """The birth date as known: elderly patients often know only the year."""
+        return PartialDate(self.birth_year, self.birth_month, self.birth_day)
+
+
+class AllergySeverity(enum.StrEnum):
+    MILD = "mild"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+    UNKNOWN = "unknown"
+
+
+class PatientAllergy(Base):
+    __tablename__ = "patient_allergy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    substance: Mapped[str] = mapped_column(String(200))
+    reaction: Mapped[str | None] = mapped_column(String(200))
+    severity: Mapped[AllergySeverity] = mapped_column(
+        str_enum(AllergySeverity, "allergy_severity"), default=AllergySeverity.UNKNOWN
+    )
+
+    patient: Mapped[Patient] = relationship(back_populates="allergies")
 
 
 class PatientIdentifier(Base):
@@ -86,6 +140,6 @@ class PatientIdentifier(Base):
     type: Mapped[IdentifierType] = mapped_column(str_enum(IdentifierType, "identifier_type"))
     # Empty for the national identifier types; the issuing system's URI for external ids.
     system: Mapped[str] = mapped_column(String(200), default="")
-    value: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(64), index=True)
 
     patient: Mapped[Patient] = relationship(back_populates="identifiers")

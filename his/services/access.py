@@ -66,3 +66,6 @@ PATIENT_ROLES = (
     Role.INTEGRATION,
 )
 AUDIT_ROLES = (Role.AUDITOR, Role.ADMIN)
+# Who registers patients and opens visits: reception, and at commune stations the
+# doctor or nurse on duty often does it too.
+REGISTRATION_ROLES = (Role.ADMIN, Role.RECEPTIONIST, Role.NURSE, Role.DOCTOR, Role.INTEGRATION)

@@ -11,33 +11,39 @@ import json
 import random
 from dataclasses import dataclass
 from importlib import resources
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from his.db import utcnow
+from his.localtime import local_today
 from his.models import (
+    CardStatus,
     CareLevel,
+    Coverage,
     Department,
     Facility,
     IdentifierType,
     LegacyTier,
     Patient,
     PatientIdentifier,
+    Payment,
+    Role,
     Room,
     Sex,
     User,
     Visit,
 )
+from his.services import counters
+from his.services.access import Principal
 from his.services.auth import find_user
+from his.services.patients import MRN_COUNTER
 from his.services.users import create_user
+from his.services.visits import VisitRequest, open_visit
 from his.text import fold_vi
 
 DEMO_PASSWORD = "demo"  # noqa: S105 (documented demo credential, only from `his demo`)
 PATIENT_COUNT = 200
 SEED = 2025
-VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def demo_data() -> dict:
@@ -202,7 +208,7 @@ def _load_patients(session: Session, facilities: dict[str, Facility], today: dt.
             continue
         identifiers = [
             PatientIdentifier(type=IdentifierType.MRN, value=demo.mrn),
-            PatientIdentifier(type=IdentifierType.BHYT, value=demo.bhyt),
+            PatientIdentifier(type=IdentifierType.BHYT, value=demo.bhyt[-10:]),
         ]
         if demo.cccd:
             identifiers.insert(0, PatientIdentifier(type=IdentifierType.CCCD, value=demo.cccd))
@@ -221,19 +227,42 @@ def _load_patients(session: Session, facilities: dict[str, Facility], today: dt.
                 phone=demo.phone,
                 registered_facility_id=facilities[demo.facility_code].id,
                 identifiers=identifiers,
+                coverages=[_demo_card(demo, today)],
             )
         )
         created += 1
     session.flush()
+    # New registrations continue after the demo's record numbers.
+    counters.ensure_at_least(session, MRN_COUNTER, count_demo_mrns(session))
     return created
 
 
+def count_demo_mrns(session: Session) -> int:
+    last = session.scalar(select(func.max(Patient.mrn)).where(Patient.mrn.like("BN%")))
+    return int(last[2:]) if last else 0
+
+
+def _demo_card(demo: DemoPatient, today: dt.date) -> Coverage:
+    """This year's card, registered at the patient's home facility; not yet checked."""
+    return Coverage(
+        card_number=demo.bhyt,
+        insurance_number=demo.bhyt[-10:],
+        group_code=demo.bhyt[:2],
+        benefit_level=int(demo.bhyt[2]),
+        issuing_province=demo.bhyt[3:5],
+        valid_from=dt.date(today.year, 1, 1),
+        valid_to=dt.date(today.year, 12, 31),
+        registered_facility_code=demo.facility_code,
+        status=CardStatus.UNVERIFIED,
+    )
+
+
 def _load_visits(session: Session, facilities: dict[str, Facility]) -> None:
-    """A few open visits today at the hospital and one station, so each facility's
-    users see their own and not the other's."""
+    """A few patients waiting today at the hospital and one station, so each facility's
+    users see their own queue and not the other's. Opened through the same service as
+    at the counter, so they get real visit codes and queue numbers."""
     patients = list(session.scalars(select(Patient).order_by(Patient.mrn).limit(20)))
     plan = {"91001": patients[:12], "91011": patients[12:17]}
-    now = utcnow()
     for code, chosen in plan.items():
         facility = facilities[code]
         has_visits = session.scalar(
@@ -241,23 +270,24 @@ def _load_visits(session: Session, facilities: dict[str, Facility]) -> None:
         )
         if has_visits:
             continue
-        for minutes, patient in enumerate(chosen):
-            session.add(
-                Visit(
-                    facility_id=facility.id,
-                    patient_id=patient.id,
-                    department_id=facility.departments[0].id,
-                    opened_at=now - dt.timedelta(minutes=5 * (len(chosen) - minutes)),
-                )
+        acting = Principal(
+            user_id=None, username="demo", roles=frozenset({Role.ADMIN}), facility_id=facility.id
+        )
+        room = facility.departments[0].rooms[0]
+        for patient in chosen:
+            payment = Payment.BHYT if patient.coverage is not None else Payment.FEE
+            open_visit(
+                session,
+                acting,
+                VisitRequest(patient_id=patient.id, room_id=room.id, payment=payment),
             )
-    session.flush()
 
 
 def load_demo(session: Session, today: dt.date | None = None) -> dict[str, int]:
     data = demo_data()
     facilities = _load_facilities(session, data)
     _load_users(session, data)
-    today = today or dt.datetime.now(VN_TZ).date()
+    today = today or local_today()
     created = _load_patients(session, facilities, today)
     _load_visits(session, facilities)
     return {

@@ -16,6 +16,7 @@ from wtforms.validators import DataRequired, Length
 
 from his.authn import SessionUser, login_limits
 from his.context import db_session, principal
+from his.localtime import VN_TZ
 from his.migrate import current_revision, head_revision
 from his.models import AuditAction, Role
 from his.services import audit, auth
@@ -26,13 +27,24 @@ health_bp = Blueprint("health", __name__)
 # What each role's home shows; later issues fill the panels.
 ROLE_PANELS = {
     Role.ADMIN: (_l("Administration"), _l("Facilities, users and catalogs.")),
-    Role.RECEPTIONIST: (_l("Reception"), _l("Find or register a patient and open a visit.")),
+    Role.RECEPTIONIST: (
+        _l("Reception"),
+        _l("Find or register a patient and open a visit."),
+    ),
     Role.DOCTOR: (_l("Examination"), _l("Your room's worklist.")),
     Role.NURSE: (_l("Nursing"), _l("Vital signs and orders to carry out.")),
     Role.PHARMACIST: (_l("Pharmacy"), _l("Signed prescriptions waiting to be dispensed.")),
     Role.CASHIER: (_l("Cashier"), _l("Bills waiting for payment.")),
     Role.AUDITOR: (_l("Audit"), _l("The audit trail of your facility.")),
     Role.INTEGRATION: (_l("Integration"), _l("Machine client: use the REST, FHIR or HL7 API.")),
+}
+
+# Where each role's home leads today; later issues add the rest.
+ROLE_LINKS = {
+    Role.RECEPTIONIST: ("reception.search_page", _l("Open reception")),
+    Role.ADMIN: ("reception.search_page", _l("Open reception")),
+    Role.NURSE: ("boards.rooms", _l("Queue boards")),
+    Role.DOCTOR: ("boards.rooms", _l("Queue boards")),
 }
 
 ROLE_NAMES = {
@@ -72,6 +84,20 @@ def _safe_next(target: str | None) -> str:
         if not parts.scheme and not parts.netloc:
             return target
     return url_for("web.home")
+
+
+@bp.app_template_filter("local_datetime")
+def local_datetime(moment) -> str:
+    """dd/mm/yyyy HH:MM in Vietnam's time: how clinical times are read here."""
+    return moment.astimezone(VN_TZ).strftime("%d/%m/%Y %H:%M") if moment else ""
+
+
+@bp.app_template_filter("board_name")
+def board_name(full_name: str) -> str:
+    """A name fit for a wall screen in a public waiting room: the family name's initial and
+    the given name ("N. An"), enough to recognise oneself, not to identify a stranger."""
+    parts = full_name.split()
+    return f"{parts[0][0]}. {parts[-1]}" if len(parts) > 1 else full_name
 
 
 @bp.app_context_processor
@@ -119,7 +145,7 @@ def logout():
 @login_required
 def home():
     user = current_user.user
-    panels = [ROLE_PANELS[r] for r in user.roles]
+    panels = [(*ROLE_PANELS[r], ROLE_LINKS.get(r)) for r in user.roles]
     return render_template("home.html", user=user, panels=panels)
 
 

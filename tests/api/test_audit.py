@@ -20,7 +20,8 @@ def test_reading_a_patient_is_audited(client, db_session, login_token):
         headers={**login_token(user.username), "X-Request-ID": "req-patient-read-1"},
     )
     assert response.status_code == 200
-    assert response.get_json()["birth_date"] == "17/05/1980"
+    assert response.get_json()["birth_date"] == "1980-05-17"
+    assert response.get_json()["birth_date_display"] == "17/05/1980"
     [event] = _events(db_session, AuditAction.READ)
     assert event.user_id == user.id
     assert event.username == user.username
@@ -62,7 +63,7 @@ def test_partial_birth_dates_are_shown_as_known(client, db_session, login_token)
     )
     assert (
         client.get(f"/api/v1/patients/{year_month.id}", headers=headers).get_json()["birth_date"]
-        == "03/1941"
+        == "1941-03"
     )
 
 
