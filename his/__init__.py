@@ -42,17 +42,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)  # type: ignore[method-assign]
 
-    from his.services.bhyt_check import checker_from_settings
+    from his.services.bhyt_check import checker_for
 
     app.extensions["his_db"] = database or Database.from_url(settings.database_url)
-    app.extensions["his_card_checker"] = checker_from_settings(
-        settings.bhyt_gateway_url,
-        settings.bhyt_gateway_username,
-        settings.bhyt_gateway_password,
-        settings.bhyt_gateway_timeout,
-        staff_name=settings.bhyt_gateway_staff_name or None,
-        staff_cccd=settings.bhyt_gateway_staff_cccd or None,
-    )
+    app.extensions["his_card_checker"] = checker_for(settings)
 
     from his import authn, http, i18n, problems
     from his.api import register_api

@@ -111,6 +111,23 @@ def user_create(username: str, full_name: str, facility_code: str, roles, passwo
     click.echo(f"user {name} created")
 
 
+@main.group()
+def bhyt() -> None:
+    """Health-insurance cards."""
+
+
+@bhyt.command("recheck")
+@click.option("--limit", default=100, show_default=True, help="At most this many cards")
+def bhyt_recheck(limit: int) -> None:
+    """Check again the cards registered while the BHXH gateway could not be reached."""
+    from his.services.bhyt_check import checker_for, recheck_unverified
+
+    settings = _settings()
+    with _database(settings).session() as session:
+        changed = recheck_unverified(session, checker_for(settings), limit=limit)
+    click.echo(f"{changed} card(s) changed status")
+
+
 DEMO_LOGINS = (
     "reception / demo (receptionist), doctor / demo, pharmacist / demo, cashier / demo, "
     "admin / demo, auditor / demo, nurse / demo; commune station: reception.tyt / demo, "

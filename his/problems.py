@@ -163,6 +163,10 @@ def handle_domain_error(exc: DomainError) -> Response:
 def handle_unexpected(exc: Exception) -> Response:
     # Logged with its traceback for operators; the client learns only the request id.
     log.exception("unhandled_exception", error_type=type(exc).__name__)
+    # A failed flush leaves the session unusable; the error page must not touch it.
+    session = g.get("db_session")
+    if session is not None:
+        session.rollback()
     return error_response(
         500, _("Something went wrong on the server. Quote the request id when reporting it.")
     )

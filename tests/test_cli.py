@@ -110,3 +110,48 @@ def test_bad_configuration_is_reported(monkeypatch):
     result = _run("db", "upgrade")
     assert result.exit_code == 1
     assert "HIS_SECRET_KEY: required in production" in result.output
+
+
+def test_bhyt_recheck_verifies_cards_once_the_gateway_answers(cli_db, monkeypatch):
+    """Registered while the gateway was down (unverified); checked again from the CLI."""
+    from sqlalchemy.orm import Session
+
+    from his.models import CardStatus, Coverage, Facility, Patient
+    from tests.fake_bhyt_gateway import CARD_OK, PASSWORD, USERNAME, FakeBhytGateway
+
+    engine = create_engine(cli_db)
+    with Session(engine) as session, session.begin():
+        facility = Facility(code="91001", name="BV", care_level="basic", province_code="91")
+        session.add(facility)
+        session.flush()
+        patient = Patient(
+            mrn="BN09999999",
+            full_name="Nguyễn Văn An",
+            search_name="nguyen van an",
+            sex="male",
+            birth_year=1985,
+            birth_month=4,
+            birth_day=12,
+            registered_facility_id=facility.id,
+        )
+        session.add(patient)
+        session.flush()
+        session.add(
+            Coverage(
+                patient_id=patient.id,
+                card_number=CARD_OK,
+                insurance_number=CARD_OK[-10:],
+                status=CardStatus.UNVERIFIED,
+            )
+        )
+    with FakeBhytGateway() as gateway:
+        monkeypatch.setenv("HIS_BHYT_GATEWAY_URL", gateway.url)
+        monkeypatch.setenv("HIS_BHYT_GATEWAY_USERNAME", USERNAME)
+        monkeypatch.setenv("HIS_BHYT_GATEWAY_PASSWORD", PASSWORD)
+        result = _run("bhyt", "recheck")
+        assert result.exit_code == 0, result.output
+        assert "1 card(s) changed status" in result.output
+        assert len(gateway.checks) == 1
+    with Session(engine) as session:
+        assert session.scalar(select(Coverage.status)) == CardStatus.VERIFIED
+    engine.dispose()

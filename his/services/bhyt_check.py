@@ -27,6 +27,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from his.config import Settings
 from his.db import utcnow
 from his.errors import InvalidValue
 from his.identifiers import BhytCard, parse_bhyt_card
@@ -528,3 +529,15 @@ def recheck_unverified(session: Session, checker: CardChecker, *, limit: int = 1
             changed += 1
     session.flush()
     return changed
+
+
+def checker_for(settings: Settings) -> CardChecker:
+    """The checker a deployment's HIS_BHYT_GATEWAY_* settings describe."""
+    return checker_from_settings(
+        settings.bhyt_gateway_url,
+        settings.bhyt_gateway_username,
+        settings.bhyt_gateway_password,
+        settings.bhyt_gateway_timeout,
+        staff_name=settings.bhyt_gateway_staff_name or None,
+        staff_cccd=settings.bhyt_gateway_staff_cccd or None,
+    )

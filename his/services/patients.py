@@ -360,17 +360,9 @@ def _apply(
     for key, value in cleaned.values.items():
         setattr(patient, key, value)
     if cleaned.cccd is not None:
-        patient.identifiers = [i for i in patient.identifiers if i.type != IdentifierType.CCCD]
-        if cleaned.cccd:
-            patient.identifiers.append(
-                PatientIdentifier(type=IdentifierType.CCCD, value=cleaned.cccd)
-            )
+        _set_identifier(patient, IdentifierType.CCCD, cleaned.cccd or None)
     if cleaned.extra_identifiers is not None:
-        keep = (IdentifierType.CCCD, IdentifierType.BHYT, IdentifierType.MRN)
-        patient.identifiers = [i for i in patient.identifiers if i.type in keep] + [
-            PatientIdentifier(type=kind, system=system, value=value)
-            for kind, system, value in cleaned.extra_identifiers
-        ]
+        _set_other_identifiers(patient, cleaned.extra_identifiers)
     if cleaned.allergies is not None:
         patient.allergies = [
             PatientAllergy(substance=s, reaction=r, severity=sev) for s, r, sev in cleaned.allergies
@@ -391,6 +383,21 @@ def _set_identifier(patient: Patient, kind: IdentifierType, value: str | None) -
         patient.identifiers.append(PatientIdentifier(type=kind, value=value))
     else:
         current.value = value
+
+
+def _set_other_identifiers(patient: Patient, wanted: list[tuple[IdentifierType, str, str]]) -> None:
+    """CMND, passport and other systems' ids become exactly ``wanted``; rows that stay
+    are kept as they are (for the same reason as in ``_set_identifier``)."""
+    national = (IdentifierType.CCCD, IdentifierType.BHYT, IdentifierType.MRN)
+    keys = set(wanted)
+    for row in [i for i in patient.identifiers if i.type not in national]:
+        if (row.type, row.system, row.value) in keys:
+            keys.discard((row.type, row.system, row.value))
+        else:
+            patient.identifiers.remove(row)
+    for kind, system, value in wanted:
+        if (kind, system, value) in keys:
+            patient.identifiers.append(PatientIdentifier(type=kind, system=system, value=value))
 
 
 def _add_card(

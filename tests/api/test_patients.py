@@ -388,3 +388,42 @@ def test_records_with_different_cccd_are_not_merged(client, db_session, login_to
         f"/api/v1/patients/{a.id}/merge", json={"merged_id": b.id}, headers=admin
     )
     assert response.status_code == 409
+
+
+def test_other_identifiers_can_be_resent_unchanged(client, reception, db_session):
+    ids = [
+        {"system": "cmnd", "value": "361234567"},
+        {"system": "passport", "value": "c1234567"},
+        {"system": "https://lis.bvdk.angiang.vn/patient", "value": "LIS-0042"},
+    ]
+    created = client.post(
+        "/api/v1/patients", json=new_patient(identifiers=ids), headers=reception
+    ).get_json()
+    kinds = {(i["type"], i["value"]) for i in created["identifiers"]}
+    assert {("cmnd", "361234567"), ("passport", "C1234567"), ("external", "LIS-0042")} <= kinds
+    again = client.patch(
+        f"/api/v1/patients/{created['id']}",
+        json={"identifiers": ids, "cccd": CCCD_MALE_1985},
+        headers=reception,
+    )
+    assert again.status_code == 200, again.get_json()
+    dropped = client.patch(
+        f"/api/v1/patients/{created['id']}", json={"identifiers": ids[:1]}, headers=reception
+    ).get_json()
+    assert {i["type"] for i in dropped["identifiers"]} == {"cccd", "bhyt", "mrn", "cmnd"}
+
+
+def test_an_external_id_belongs_to_one_patient(client, reception, db_session):
+    lis = [{"system": "https://lis.example/p", "value": "7"}]
+    client.post("/api/v1/patients", json=new_patient(identifiers=lis), headers=reception)
+    other = new_patient(
+        full_name="Lý Thị Sen",
+        sex="female",
+        birth_date="1970",
+        cccd=None,
+        insurance=None,
+        identifiers=lis,
+    )
+    response = client.post("/api/v1/patients", json=other, headers=reception)
+    assert response.status_code == 409
+    assert "identifiers.0.value" in response.get_json()["errors"]

@@ -1,0 +1,135 @@
+"""The receptionist's screens through the Flask test client (the browser lane drives the
+same flows in chromium)."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from his.models import Patient, Role, Visit
+from tests.factories import FacilityFactory, PatientFactory, RoomFactory, UserFactory
+from tests.web.test_login_page import csrf_token, log_in
+
+FORM = {
+    "full_name": "NGUYỄN THỊ MAI",
+    "sex": "female",
+    "birth_date": "12/04/1990",
+    "cccd": "089190001234",
+    "phone": "0912 345 678",
+    "nationality": "VN",
+    "province_code": "91",
+    "commune_code": "30742",
+    "address_line": "5 Lê Lợi",
+    "card_number": "",
+}
+
+
+@pytest.fixture
+def desk(client, db_session):
+    facility = FacilityFactory(code="91001", province_code="91")
+    room = RoomFactory(department__facility=facility, name="Phòng khám Nội 1")
+    user = UserFactory(roles=(Role.RECEPTIONIST,), facility=facility)
+    log_in(client, user.username)
+    return facility, room
+
+
+def _post(client, url, data):
+    token = csrf_token(client.get(url).get_data(as_text=True))
+    return client.post(url, data={**data, "csrf_token": token})
+
+
+def test_search_fragment_finds_accented_names(client, desk, db_session):
+    PatientFactory(full_name="Đặng Văn Hùng", search_name="dang van hung")
+    page = client.get("/reception/")
+    assert page.status_code == 200
+    assert 'hx-get="/reception/search"' in page.get_data(as_text=True)
+    html = client.get("/reception/search", query_string={"q": "dang hung"}).get_data(as_text=True)
+    assert "Đặng Văn Hùng" in html
+    assert 'data-testid="result"' in html
+    none = client.get("/reception/search", query_string={"q": "zzz"}).get_data(as_text=True)
+    assert 'data-testid="no-results"' in none
+
+
+def test_register_with_a_wrong_cccd_keeps_what_was_typed(client, desk, db_session):
+    wrong = {**FORM, "cccd": "089090001234"}  # digit 4 says male; she is a woman
+    response = _post(client, "/reception/patients/new", wrong)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'data-testid="error-cccd"' in html
+    assert 'value="NGUYỄN THỊ MAI"' in html and 'value="0912 345 678"' in html
+    assert db_session.scalar(select(func.count()).select_from(Patient)) == 0
+    fixed = _post(client, "/reception/patients/new", FORM)
+    assert fixed.status_code == 302
+    patient = db_session.scalars(select(Patient)).one()
+    assert patient.full_name == "Nguyễn Thị Mai"
+    assert fixed.headers["Location"] == f"/reception/patients/{patient.id}/visit?registered=1"
+
+
+def test_possible_duplicate_is_a_warning_that_can_be_confirmed(client, desk, db_session):
+    assert _post(client, "/reception/patients/new", {**FORM, "cccd": ""}).status_code == 302
+    again = _post(client, "/reception/patients/new", {**FORM, "cccd": "", "phone": ""})
+    assert again.status_code == 409
+    assert 'data-testid="duplicate-warning"' in again.get_data(as_text=True)
+    confirmed = _post(
+        client,
+        "/reception/patients/new",
+        {**FORM, "cccd": "", "phone": "", "confirm_new_person": "1"},
+    )
+    assert confirmed.status_code == 302
+    assert db_session.scalar(select(func.count()).select_from(Patient)) == 2
+
+
+def test_edit_refuses_a_stale_form(client, desk, db_session):
+    _post(client, "/reception/patients/new", FORM)
+    patient = db_session.scalars(select(Patient)).one()
+    form_page = client.get(f"/reception/patients/{patient.id}/edit").get_data(as_text=True)
+    version = re.search(r'name="version" value="(\d+)"', form_page).group(1)
+    token = csrf_token(form_page)
+    data = {**FORM, "version": version, "csrf_token": token, "phone": "0987 654 321"}
+    assert client.post(f"/reception/patients/{patient.id}/edit", data=data).status_code == 302
+    stale = client.post(
+        f"/reception/patients/{patient.id}/edit", data={**data, "phone": "0911 111 111"}
+    )
+    assert stale.status_code == 412
+    db_session.expire_all()
+    assert db_session.get(Patient, patient.id).phone == "0987654321"
+
+
+def test_open_visit_then_slip_and_board(client, desk, db_session):
+    _facility, room = desk
+    patient = PatientFactory(full_name="Trần Văn Bình", search_name="tran van binh")
+    response = _post(
+        client,
+        f"/reception/patients/{patient.id}/visit",
+        {"room_id": str(room.id), "visit_type": "outpatient", "payment": "fee"},
+    )
+    assert response.status_code == 302
+    visit = db_session.scalars(select(Visit)).one()
+    assert response.headers["Location"] == f"/reception/visits/{visit.id}/slip"
+    slip = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f'data-testid="slip-queue-number">{visit.queue_number}<' in slip
+    assert visit.visit_code in slip
+    assert 'src="data:image/svg+xml;base64,' in slip
+    board = client.get(f"/queues/{room.id}/board").get_data(as_text=True)
+    assert "T. Bình" in board and "Trần Văn Bình" not in board
+    assert 'hx-trigger="every 5s"' in board
+    live = client.get(f"/queues/{room.id}/board/live").get_data(as_text=True)
+    assert f">{visit.queue_number} <span>T. Bình</span>" in live
+
+
+def test_open_visit_errors_stay_on_the_form(client, desk, db_session):
+    _facility, room = desk
+    patient = PatientFactory()
+    response = _post(
+        client,
+        f"/reception/patients/{patient.id}/visit",
+        {"room_id": str(room.id), "visit_type": "outpatient", "payment": "bhyt"},
+    )
+    assert response.status_code == 422
+    assert 'data-testid="error-payment"' in response.get_data(as_text=True)
+
+
+def test_register_form_lists_the_communes_of_the_province(client, desk, db_session):
+    html = client.get("/reception/patients/new").get_data(as_text=True)
+    assert "Phường Rạch Giá" in html
+    assert "Đặc khu Phú Quốc" in html
