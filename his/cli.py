@@ -139,6 +139,10 @@ DEMO_LOGINS = (
 def serve() -> None:
     """Serve the web UI, REST API and (once it exists) FHIR with gunicorn."""
     settings = _settings()
+    if not settings.is_production and not os.environ.get("HIS_SECRET_KEY"):
+        # One throwaway key for all workers: each would otherwise make its own, and a
+        # session cookie signed by one worker would be refused by the next.
+        os.environ["HIS_SECRET_KEY"] = settings.secret_key
     click.echo(f"HIS listening on http://{settings.host}:{settings.port}/")
     click.echo(f"API documentation: http://{settings.host}:{settings.port}/api/docs")
     click.echo(f"Demo logins (if the demo province is loaded): {DEMO_LOGINS}")

@@ -115,6 +115,8 @@ def generate_patients(today: dt.date, count: int = PATIENT_COUNT) -> list[DemoPa
         year = today.year - age
         month: int | None = rng.randrange(1, 13)
         day: int | None = rng.randrange(1, 29)
+        if (year, month, day) > (today.year, today.month, today.day):
+            year -= 1  # nobody is born in the future
         if age >= 70 and rng.random() < 0.5:
             # Many elderly people know only the year (or year and month) of their birth.
             day = None

@@ -140,3 +140,9 @@ def test_each_station_sees_its_own_demo_visits(db_session):
         ).all()
     )
     assert per_facility == {"91001": 12, "91011": 5}
+
+
+def test_nobody_is_born_in_the_future():
+    for p in generate_patients(TODAY):
+        born = (p.birth_year, p.birth_month or 1, p.birth_day or 1)
+        assert born <= (TODAY.year, TODAY.month, TODAY.day)

@@ -109,7 +109,7 @@ def test_open_visit_then_slip_and_board(client, desk, db_session):
     slip = client.get(response.headers["Location"]).get_data(as_text=True)
     assert f'data-testid="slip-queue-number">{visit.queue_number}<' in slip
     assert visit.visit_code in slip
-    assert 'src="data:image/svg+xml;base64,' in slip
+    assert 'src="data:image/png;base64,' in slip
     board = client.get(f"/queues/{room.id}/board").get_data(as_text=True)
     assert "T. Bình" in board and "Trần Văn Bình" not in board
     assert 'hx-trigger="every 5s"' in board
