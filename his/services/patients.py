@@ -405,12 +405,11 @@ def _add_card(
 ) -> None:
     card = insurance["card"]
     current = patient.coverage
+    details = ("valid_from", "valid_to", "registered_facility_code", "area_code", "five_year_date")
     if (
         current is not None
         and current.card_number == card.number
-        and not any(
-            insurance.get(k) for k in ("valid_from", "valid_to", "registered_facility_code")
-        )
+        and all(insurance.get(k) in (None, getattr(current, k)) for k in details)
     ):
         return  # the same card presented again: nothing new to record
     coverage = Coverage(

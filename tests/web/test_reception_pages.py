@@ -133,3 +133,25 @@ def test_register_form_lists_the_communes_of_the_province(client, desk, db_sessi
     html = client.get("/reception/patients/new").get_data(as_text=True)
     assert "Phường Rạch Giá" in html
     assert "Đặc khu Phú Quốc" in html
+
+
+def test_saving_an_edit_with_the_same_card_adds_no_card(client, desk, db_session):
+    from his.models import Coverage
+
+    _post(
+        client,
+        "/reception/patients/new",
+        {**FORM, "card_number": "DN4910123456789", "card_valid_to": "2026-12-31"},
+    )
+    patient = db_session.scalars(select(Patient)).one()
+    page = client.get(f"/reception/patients/{patient.id}/edit").get_data(as_text=True)
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)
+    data = {
+        **FORM,
+        "card_number": "DN4910123456789",
+        "card_valid_to": "2026-12-31",
+        "version": version,
+        "csrf_token": csrf_token(page),
+    }
+    assert client.post(f"/reception/patients/{patient.id}/edit", data=data).status_code == 302
+    assert db_session.scalar(select(func.count()).select_from(Coverage)) == 1
