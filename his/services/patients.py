@@ -137,7 +137,7 @@ def _clean(session: Session, data: dict[str, Any], current: Patient | None) -> C
             values["middle_name"] = clean(data.get("middle_name") or middle or "") or None
             values["given_name"] = clean(data.get("given_name") or given_name) or None
             values["search_name"] = fold_vi(name)
-    if given("sex"):
+    if given("sex") and data["sex"]:
         try:
             values["sex"] = Sex(data["sex"])
         except ValueError:

@@ -136,11 +136,38 @@ def form_to_data(form) -> dict[str, Any]:
     return data
 
 
+# The form's fields in screen order: after a refused submit, focus goes to the first wrong one.
+FORM_ORDER = (
+    "full_name",
+    "sex",
+    "birth_date",
+    "cccd",
+    "phone",
+    "ethnicity_code",
+    "nationality",
+    "occupation_code",
+    "address_line",
+    "province_code",
+    "commune_code",
+    "card_number",
+    "card_valid_from",
+    "card_valid_to",
+    "card_facility",
+    "guardian_name",
+    "guardian_relation",
+    "guardian_phone",
+    "guardian_cccd",
+    "allergies",
+)
+FIX_FIELDS = _l("Some fields are not valid; see the messages under them.")
+
+
 def _form_context(values: dict[str, str], errors: dict[str, list[str]], **extra):
     facility = _facility()
     return {
         "values": values,
         "errors": errors,
+        "focus": next((name for name in FORM_ORDER if name in errors), "full_name"),
         "communes": communes_of(
             db_session(), values.get("province_code") or facility.province_code
         ),
@@ -222,7 +249,7 @@ def register():
         context = _form_context(values, _flat_errors(exc.errors), mode="new", problem=exc.detail)
         return render_template("reception/patient_form.html", **context), 409
     except ValidationFailed as exc:
-        context = _form_context(values, _flat_errors(exc.errors), mode="new", problem=exc.detail)
+        context = _form_context(values, _flat_errors(exc.errors), mode="new", problem=FIX_FIELDS)
         return render_template("reception/patient_form.html", **context), 422
     return redirect(url_for("reception.open_visit", patient_id=patient.id, registered=1))
 
@@ -248,7 +275,8 @@ def edit(patient_id: int):
     except DomainError as exc:
         patient = patient_service.load_patient(db_session(), patient_id)
         errors = _flat_errors(exc.errors)
-        context = _form_context(values, errors, mode="edit", patient=patient, problem=exc.detail)
+        problem = FIX_FIELDS if isinstance(exc, ValidationFailed) else exc.detail
+        context = _form_context(values, errors, mode="edit", patient=patient, problem=problem)
         return render_template("reception/patient_form.html", **context), exc.status
     return redirect(url_for("reception.open_visit", patient_id=patient_id))
 

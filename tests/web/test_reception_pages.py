@@ -56,6 +56,10 @@ def test_register_with_a_wrong_cccd_keeps_what_was_typed(client, desk, db_sessio
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     assert 'data-testid="error-cccd"' in html
+    # The cursor goes to the field in error, not back to the top of the form.
+    assert re.search(r'<input type="text" id="cccd"[^>]*autofocus', html)
+    assert not re.search(r'id="full_name"[^>]*autofocus', html)
+    assert "Một số trường không hợp lệ; xem thông báo" in html or "see the messages" in html
     assert 'value="NGUYỄN THỊ MAI"' in html and 'value="0912 345 678"' in html
     assert db_session.scalar(select(func.count()).select_from(Patient)) == 0
     fixed = _post(client, "/reception/patients/new", FORM)
