@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, and_, case, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Select, and_, case, func, or_, select, union_all, update
+from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from his.db import utcnow
@@ -580,47 +580,50 @@ def _identifier_terms(q: str) -> list[str]:
     return sorted(terms)
 
 
+# Another name for the patient table inside the identifier look-up, so the sub-select is not
+# correlated with the outer query. Made once: aliasing per search costs more than the query.
+_OTHER = aliased(Patient, name="by_number")
+
+
 def search_statement(query: SearchQuery) -> Select:
     """Ranked: an exact identifier first, then the closest name, then the latest visit."""
     folded = fold_vi(query.q)
     tokens = folded.split()
     id_terms = _identifier_terms(query.q) if any(ch.isdigit() for ch in query.q) else []
-    by_identifier = select(PatientIdentifier.patient_id).where(
-        PatientIdentifier.value.in_(id_terms)
-    )
-    conditions = []
+    stmt = select(Patient).where(Patient.merged_into_id.is_(None))
     if id_terms:
-        conditions.append(
-            or_(
-                Patient.id.in_(by_identifier),
-                Patient.phone.in_(id_terms),
-                Patient.mrn.in_(id_terms),
-            )
+        by_identifier = select(PatientIdentifier.patient_id).where(
+            PatientIdentifier.value.in_(id_terms)
         )
-    if tokens and not id_terms:
+        # One IN over a union of three index look-ups: an OR holding a sub-select cannot
+        # use an index, and would read the whole patient table.
+        matched = union_all(
+            by_identifier,
+            select(_OTHER.id).where(_OTHER.phone.in_(id_terms)),
+            select(_OTHER.id).where(_OTHER.mrn.in_(id_terms)),
+        )
+        stmt = stmt.where(Patient.id.in_(matched))
+        rank = case((Patient.id.in_(by_identifier), 0), else_=1)
+    else:
         # Every word typed must start a word of the name, in any order: "an nguyen" finds
-        # "Nguyễn Văn An". The leading-space form lets the trigram index serve it.
-        conditions.append(
-            and_(
-                *(
-                    or_(Patient.search_name.like(f"{t}%"), Patient.search_name.like(f"% {t}%"))
-                    for t in tokens
-                )
+        # "Nguyễn Văn An". The trigram index serves both LIKE forms on PostgreSQL.
+        stmt = stmt.where(
+            *(
+                or_(Patient.search_name.like(f"{t}%"), Patient.search_name.like(f"% {t}%"))
+                for t in tokens
             )
         )
-    stmt = select(Patient).where(Patient.merged_into_id.is_(None), *conditions)
+        rank = case(
+            (Patient.search_name == folded, 1),
+            (Patient.search_name.like(f"{folded}%"), 2),
+            else_=3,
+        )
     if query.birth_year is not None:
         stmt = stmt.where(Patient.birth_year == query.birth_year)
     if query.commune_code:
         stmt = stmt.where(Patient.commune_code == query.commune_code)
     last_visit = (
         select(func.max(Visit.opened_at)).where(Visit.patient_id == Patient.id).scalar_subquery()
-    )
-    rank = case(
-        (Patient.id.in_(by_identifier) if id_terms else Patient.search_name == folded, 0),
-        (Patient.search_name == folded, 1),
-        (Patient.search_name.like(f"{folded}%"), 2),
-        else_=3,
     )
     return stmt.order_by(rank, last_visit.desc().nulls_last(), Patient.search_name, Patient.id)
 
