@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from his.db import Base
@@ -32,13 +32,6 @@ class IdentifierType(enum.StrEnum):
 class Patient(Base):
     __tablename__ = "patient"
     __table_args__ = (
-        # Trigram index for accent-free name search on PostgreSQL; SQLite scans instead.
-        Index(
-            "ix_patient_search_name_trgm",
-            "search_name",
-            postgresql_using="gin",
-            postgresql_ops={"search_name": "gin_trgm_ops"},
-        ).ddl_if(dialect="postgresql"),
         CheckConstraint("birth_month IS NULL OR birth_month BETWEEN 1 AND 12", name="birth_month"),
         CheckConstraint(
             "birth_day IS NULL OR (birth_month IS NOT NULL AND birth_day BETWEEN 1 AND 31)",
@@ -79,6 +72,8 @@ class Patient(Base):
     # A merged record is kept, pointing at the survivor; it is never deleted.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
     merged_at: Mapped[dt.datetime | None]
+    # Kept by open_visit (and merges) so search can rank by it without a sub-select.
+    last_visit_at: Mapped[dt.datetime | None]
     version: Mapped[int] = mapped_column(default=1, server_default="1")  # the ETag
     created_at: Mapped[created_at]
     updated_at: Mapped[updated_at]

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, and_, case, func, or_, select, union_all, update
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -585,7 +596,26 @@ def _identifier_terms(q: str) -> list[str]:
 _OTHER = aliased(Patient, name="by_number")
 
 
-def search_statement(query: SearchQuery) -> Select:
+def _like_escaped(token: str) -> str:
+    """A typed ``%`` or ``_`` is a character to find, not a wildcard."""
+    return token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _word_starts(token: str, dialect: str):
+    """The name has a word starting with ``token``. On PostgreSQL one LIKE on the name with a
+    space in front, served by the trigram index on that expression (two LIKEs would read the
+    same posting lists twice); SQLite scans, and there the two plain LIKEs are faster."""
+    t = _like_escaped(token)
+    if dialect == "postgresql":
+        # Inlined, not a bound parameter, so the expression matches the index's.
+        return (literal_column("' '", String) + Patient.search_name).like(f"% {t}%", escape="\\")
+    return or_(
+        Patient.search_name.like(f"{t}%", escape="\\"),
+        Patient.search_name.like(f"% {t}%", escape="\\"),
+    )
+
+
+def search_statement(query: SearchQuery, dialect: str = "postgresql") -> Select:
     """Ranked: an exact identifier first, then the closest name, then the latest visit."""
     folded = fold_vi(query.q)
     tokens = folded.split()
@@ -606,26 +636,22 @@ def search_statement(query: SearchQuery) -> Select:
         rank = case((Patient.id.in_(by_identifier), 0), else_=1)
     else:
         # Every word typed must start a word of the name, in any order: "an nguyen" finds
-        # "Nguyễn Văn An". The trigram index serves both LIKE forms on PostgreSQL.
-        stmt = stmt.where(
-            *(
-                or_(Patient.search_name.like(f"{t}%"), Patient.search_name.like(f"% {t}%"))
-                for t in tokens
-            )
-        )
+        # "Nguyễn Văn An".
+        stmt = stmt.where(*(_word_starts(t, dialect) for t in tokens))
         rank = case(
             (Patient.search_name == folded, 1),
-            (Patient.search_name.like(f"{folded}%"), 2),
+            (Patient.search_name.like(f"{_like_escaped(folded)}%", escape="\\"), 2),
             else_=3,
         )
     if query.birth_year is not None:
         stmt = stmt.where(Patient.birth_year == query.birth_year)
     if query.commune_code:
         stmt = stmt.where(Patient.commune_code == query.commune_code)
-    last_visit = (
-        select(func.max(Visit.opened_at)).where(Visit.patient_id == Patient.id).scalar_subquery()
+    # The stored time of the latest visit: a sub-select per matching patient would run
+    # thousands of times for a common name before the first page could be cut.
+    return stmt.order_by(
+        rank, Patient.last_visit_at.desc().nulls_last(), Patient.search_name, Patient.id
     )
-    return stmt.order_by(rank, last_visit.desc().nulls_last(), Patient.search_name, Patient.id)
 
 
 def search_patients(session: Session, principal: Principal, query: SearchQuery) -> Select:
@@ -638,7 +664,8 @@ def search_patients(session: Session, principal: Principal, query: SearchQuery) 
             errors={"q": [str(_l("This field is required."))]},
         )
     audit.record(session, principal, AuditAction.SEARCH, entity_type="Patient")
-    return search_statement(query).options(*_eager())
+    dialect = session.get_bind().dialect.name
+    return search_statement(query, dialect).options(*_eager())
 
 
 # --- merging -----------------------------------------------------------------------------------
@@ -682,6 +709,7 @@ def merge_patients(
         "allergies": [a.id for a in merged.allergies],
     }
     _move(session, moved, to_patient=survivor.id)
+    refresh_last_visit(session, survivor.id, merged.id)
     merged.merged_into_id = survivor.id
     merged.merged_at = utcnow()
     survivor.updated_at = utcnow()
@@ -716,6 +744,7 @@ def undo_merge(session: Session, principal: Principal, merge_id: int) -> Patient
     if record.undone_at is not None:
         raise Conflict(str(_l("This merge was already undone.")))
     _move(session, json.loads(record.moved), to_patient=record.merged_id)
+    refresh_last_visit(session, record.survivor_id, record.merged_id)
     merged = load_patient(session, record.merged_id)
     merged.merged_into_id = None
     merged.merged_at = None
@@ -734,6 +763,17 @@ def undo_merge(session: Session, principal: Principal, merge_id: int) -> Patient
         )
     session.expire_all()
     return record
+
+
+def refresh_last_visit(session: Session, *patient_ids: int) -> None:
+    """Recomputes the stored latest-visit time after visits moved between patients."""
+    latest = (
+        select(func.max(Visit.opened_at)).where(Visit.patient_id == Patient.id).scalar_subquery()
+    )
+    session.execute(
+        update(Patient).where(Patient.id.in_(patient_ids)).values(last_visit_at=latest),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def _move(session: Session, moved: dict[str, list[int]], *, to_patient: int) -> None:

@@ -181,6 +181,7 @@ def open_visit(session: Session, principal: Principal, req: VisitRequest) -> Vis
     )
     session.add(visit)
     session.flush()
+    patient.last_visit_at = visit.opened_at
     audit.record(
         session,
         principal,

@@ -291,16 +291,27 @@ def test_search_folds_d_and_tone_marks(client, reception, db_session):
 
 def test_search_ranks_exact_name_then_recent_visits(client, reception, db_session):
     exact = PatientFactory(full_name="Trần Văn Bình", search_name="tran van binh")
-    longer_old = PatientFactory(full_name="Trần Văn Bình Minh", search_name="tran van binh minh")
-    longer_recent = PatientFactory(full_name="Trần Văn Bình An", search_name="tran van binh an")
-    VisitFactory(patient_id=longer_recent.id)
+    # Alphabetically first, but never seen here: ranks after the one who came recently.
+    never_seen = PatientFactory(full_name="Trần Văn Bình An", search_name="tran van binh an")
+    came_recently = PatientFactory(
+        full_name="Trần Văn Bình Minh",
+        search_name="tran van binh minh",
+        last_visit_at=dt.datetime.now(dt.UTC),
+    )
     ids = [
         p["id"]
         for p in client.get(
             "/api/v1/patients", query_string={"q": "tran van binh"}, headers=reception
         ).get_json()
     ]
-    assert ids == [exact.id, longer_recent.id, longer_old.id]
+    assert ids == [exact.id, came_recently.id, never_seen.id]
+
+
+def test_search_treats_percent_and_underscore_as_characters(client, reception, db_session):
+    PatientFactory(full_name="Lê Văn An", search_name="le van an")
+    for typed in ("%", "_e", "le %", "l_"):
+        found = client.get("/api/v1/patients", query_string={"q": typed}, headers=reception)
+        assert found.get_json() == [], typed
 
 
 def test_search_filters_and_paging(client, reception, db_session):
@@ -347,6 +358,8 @@ def test_merge_and_undo(client, db_session, login_token):
     )
     db_session.expire_all()
     assert db_session.get(type(visit), visit.id).patient_id == survivor.id
+    # The survivor now carries the moved visit's time for search ranking.
+    assert db_session.get(Patient, survivor.id).last_visit_at == visit.opened_at
     # A merged record no longer turns up in searches.
     names = client.get("/api/v1/patients", query_string={"q": "tran thi"}, headers=admin).get_json()
     assert duplicate.id not in [p["id"] for p in names]
@@ -355,6 +368,7 @@ def test_merge_and_undo(client, db_session, login_token):
     assert undone.status_code == 200
     db_session.expire_all()
     assert db_session.get(type(visit), visit.id).patient_id == duplicate.id
+    assert db_session.get(Patient, survivor.id).last_visit_at is None
     assert (
         client.get(f"/api/v1/patients/{duplicate.id}", headers=admin).get_json()["merged_into"]
         is None

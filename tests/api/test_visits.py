@@ -43,6 +43,9 @@ def test_open_visit_gives_code_and_queue_number(client, setting, db_session):
     assert body["status"] == "waiting"
     assert body["visit_type"] == "outpatient" and body["payment"] == "fee"
     assert body["queue_date"] == today.isoformat()
+    db_session.expire_all()
+    # Kept on the patient for search ranking.
+    assert first.last_visit_at is not None
     [event] = db_session.scalars(
         select(AuditEvent).where(
             AuditEvent.action == AuditAction.CREATE, AuditEvent.patient_id == first.id
