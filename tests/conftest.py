@@ -137,3 +137,14 @@ def fresh_database(tmp_path_factory):
         return _new_database(backend, tmp_path_factory)
 
     return build
+
+
+@pytest.fixture(scope="module")
+def babel_context():
+    """Validators' messages are lazy strings: they render inside an app context (English)."""
+    from flask_babel import Babel
+
+    bare = Flask(__name__)
+    Babel(bare)
+    with bare.app_context():
+        yield

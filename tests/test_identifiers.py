@@ -6,9 +6,6 @@ import json
 from importlib import resources
 
 import pytest
-from flask import Flask
-from flask_babel import Babel
-from flask_babel.speaklater import LazyString
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,22 +20,12 @@ from his.identifiers import (
     parse_passport,
 )
 from his.models.patient import Sex
+from tests.messages import invalid_message
+
+pytestmark = pytest.mark.usefixtures("babel_context")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _babel_context():
-    """Messages are lazy strings: they render inside an app context (English by default)."""
-    app = Flask(__name__)
-    Babel(app)
-    with app.app_context():
-        yield
-
-
-def error(func, *args, **kwargs) -> str:
-    with pytest.raises(InvalidValue) as excinfo:
-        func(*args, **kwargs)
-    assert isinstance(excinfo.value.message, LazyString)
-    return str(excinfo.value.message)
+error = invalid_message
 
 
 # --- CCCD -------------------------------------------------------------------------------

@@ -5,32 +5,20 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from flask import Flask
-from flask_babel import Babel
-from flask_babel.speaklater import LazyString
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from his.errors import InvalidValue
 from his.localtime import local_today
 from his.partial_date import PartialDate
+from tests.messages import invalid_message
 
 TODAY = dt.date(2026, 3, 1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _babel_context():
-    app = Flask(__name__)
-    Babel(app)
-    with app.app_context():
-        yield
+pytestmark = pytest.mark.usefixtures("babel_context")
 
 
-def error(func, *args, **kwargs) -> str:
-    with pytest.raises(InvalidValue) as excinfo:
-        func(*args, **kwargs)
-    assert isinstance(excinfo.value.message, LazyString)
-    return str(excinfo.value.message)
+error = invalid_message
 
 
 @pytest.mark.parametrize(

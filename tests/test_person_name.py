@@ -5,30 +5,17 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
-from flask import Flask
-from flask_babel import Babel
-from flask_babel.speaklater import LazyString
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from his.errors import InvalidValue
 from his.person_name import normalise_full_name, split_name
 from his.text import fold_vi
+from tests.messages import invalid_message
+
+pytestmark = pytest.mark.usefixtures("babel_context")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _babel_context():
-    app = Flask(__name__)
-    Babel(app)
-    with app.app_context():
-        yield
-
-
-def error(func, value) -> str:
-    with pytest.raises(InvalidValue) as excinfo:
-        func(value)
-    assert isinstance(excinfo.value.message, LazyString)
-    return str(excinfo.value.message)
+error = invalid_message
 
 
 @pytest.mark.parametrize(

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from flask import Flask
-from flask_babel import Babel
-from flask_babel.speaklater import LazyString
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from his.errors import InvalidValue
 from his.phone import normalise_phone
+from tests.messages import invalid_message
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _babel_context():
-    app = Flask(__name__)
-    Babel(app)
-    with app.app_context():
-        yield
+pytestmark = pytest.mark.usefixtures("babel_context")
 
 
 def error(value: str) -> str:
-    with pytest.raises(InvalidValue) as excinfo:
-        normalise_phone(value)
-    assert isinstance(excinfo.value.message, LazyString)
-    return str(excinfo.value.message)
+    return invalid_message(normalise_phone, value)
 
 
 @pytest.mark.parametrize(

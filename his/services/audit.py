@@ -65,6 +65,26 @@ def record_read(
     )
 
 
+def record_change(
+    session: Session,
+    principal: Principal,
+    entity_type: str,
+    entity_id: object,
+    patient_id: int,
+    detail: str | None = None,
+) -> AuditEvent:
+    """One change to a patient's record; ``detail`` says what changed, never the values."""
+    return record(
+        session,
+        principal,
+        AuditAction.UPDATE,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        patient_id=patient_id,
+        detail=detail,
+    )
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     user_id: int | None = None

@@ -31,7 +31,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from his.db import utcnow
 from his.errors import Conflict, DomainError, InvalidValue, NotFound, ValidationFailed
-from his.identifiers import parse_bhyt_card, parse_cccd, parse_cmnd, parse_passport
+from his.identifiers import BhytCard, parse_bhyt_card, parse_cccd, parse_cmnd, parse_passport
 from his.localtime import local_today
 from his.models import (
     AllergySeverity,
@@ -439,11 +439,32 @@ def _add_card(
     session.add(coverage)
     _set_identifier(patient, IdentifierType.BHYT, card.insurance_number)
     if checker is not None:
-        born = patient.birth
-        apply_check(
-            coverage,
-            checker.check(session, card, full_name=patient.full_name, birth=born, on=local_today()),
-        )
+        _check_card(session, patient, coverage, card, checker)
+
+
+def _check_card(
+    session: Session, patient: Patient, coverage: Coverage, card: BhytCard, checker: CardChecker
+) -> None:
+    result = checker.check(
+        session, card, full_name=patient.full_name, birth=patient.birth, on=local_today()
+    )
+    apply_check(coverage, result)
+
+
+def recheck_card(
+    session: Session, principal: Principal, patient_id: int, checker: CardChecker
+) -> Coverage:
+    """Checks the current card again, e.g. once the gateway is back."""
+    principal.require_any(*REGISTRATION_ROLES)
+    patient = load_patient(session, patient_id)
+    coverage = patient.coverage
+    if coverage is None:
+        message = str(_l("The patient has no BHYT card on file."))
+        raise ValidationFailed(message, errors={"insurance": [message]})
+    _check_card(session, patient, coverage, parse_bhyt_card(coverage.card_number), checker)
+    session.flush()
+    audit.record_change(session, principal, "Coverage", coverage.id, patient.id, "card check")
+    return coverage
 
 
 def register_patient(
@@ -521,6 +542,11 @@ class StaleVersion(DomainError):
     status = 412
     code = "stale-version"
 
+    def __init__(self) -> None:
+        super().__init__(
+            str(_l("Someone changed this patient since you read it. Reload and try again."))
+        )
+
 
 def update_patient(
     session: Session,
@@ -541,9 +567,7 @@ def update_patient(
             extra={"merged_into": {"id": patient.merged_into_id}},
         )
     if expected_version is not None and expected_version != patient.version:
-        raise StaleVersion(
-            str(_l("Someone changed this patient since you read it. Reload and try again."))
-        )
+        raise StaleVersion()
     cleaned = _clean(session, data, patient)
     _refuse_taken_identifiers(session, cleaned, patient.id)
     _apply(session, patient, cleaned, checker)
@@ -552,17 +576,14 @@ def update_patient(
     try:
         session.flush()
     except StaleDataError as exc:  # a concurrent change committed after our read
-        raise StaleVersion(
-            str(_l("Someone changed this patient since you read it. Reload and try again."))
-        ) from exc
-    audit.record(
+        raise StaleVersion() from exc
+    audit.record_change(
         session,
         principal,
-        AuditAction.UPDATE,
-        entity_type="Patient",
-        entity_id=patient.id,
-        patient_id=patient.id,
-        detail=",".join(sorted(k for k in data if k != "version")),
+        "Patient",
+        patient.id,
+        patient.id,
+        ",".join(sorted(k for k in data if k != "version")),
     )
     return patient
 
@@ -722,14 +743,13 @@ def merge_patients(
     session.add(record)
     session.flush()
     for patient in (survivor, merged):
-        audit.record(
+        audit.record_change(
             session,
             principal,
-            AuditAction.UPDATE,
-            entity_type="Patient",
-            entity_id=patient.id,
-            patient_id=patient.id,
-            detail=f"merge {record.id}: {merged.id} into {survivor.id}",
+            "Patient",
+            patient.id,
+            patient.id,
+            f"merge {record.id}: {merged.id} into {survivor.id}",
         )
     session.expire_all()
     return record
@@ -752,14 +772,13 @@ def undo_merge(session: Session, principal: Principal, merge_id: int) -> Patient
     record.undone_by_id = principal.user_id
     session.flush()
     for patient_id in (record.survivor_id, record.merged_id):
-        audit.record(
+        audit.record_change(
             session,
             principal,
-            AuditAction.UPDATE,
-            entity_type="Patient",
-            entity_id=patient_id,
-            patient_id=patient_id,
-            detail=f"undo merge {record.id}",
+            "Patient",
+            patient_id,
+            patient_id,
+            f"undo merge {record.id}",
         )
     session.expire_all()
     return record

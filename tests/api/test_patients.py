@@ -441,3 +441,40 @@ def test_an_external_id_belongs_to_one_patient(client, reception, db_session):
     response = client.post("/api/v1/patients", json=other, headers=reception)
     assert response.status_code == 409
     assert "identifiers.0.value" in response.get_json()["errors"]
+
+
+def test_card_check_again_through_the_gateway(make_app, db_session, login_token):
+    """Registered while the gateway was unreachable, verified once it answers."""
+    from tests.fake_bhyt_gateway import CARD_OK, PASSWORD, USERNAME, FakeBhytGateway
+
+    with FakeBhytGateway() as gateway:
+        down = make_app().test_client()  # no gateway configured: checked offline only
+        user = UserFactory(roles=(Role.RECEPTIONIST,))
+        token = down.post(
+            "/api/v1/auth/token",
+            json={"username": user.username, "password": "correct horse battery"},
+        ).get_json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        created = down.post(
+            "/api/v1/patients",
+            json=new_patient(insurance={"card_number": CARD_OK}),
+            headers=headers,
+        ).get_json()
+        assert created["insurance"]["status"] == "unverified"
+        up = make_app(
+            HIS_BHYT_GATEWAY_URL=gateway.url,
+            HIS_BHYT_GATEWAY_USERNAME=USERNAME,
+            HIS_BHYT_GATEWAY_PASSWORD=PASSWORD,
+        ).test_client()
+        checked = up.post(f"/api/v1/patients/{created['id']}/insurance/check", headers=headers)
+        assert checked.status_code == 200, checked.get_json()
+        assert checked.get_json()["status"] == "verified"
+        assert checked.get_json()["check_method"] == "gateway"
+        assert len(gateway.checks) == 1
+
+
+def test_card_check_needs_a_card(client, reception, db_session):
+    patient = PatientFactory()
+    response = client.post(f"/api/v1/patients/{patient.id}/insurance/check", headers=reception)
+    assert response.status_code == 422
+    assert "insurance" in response.get_json()["errors"]
