@@ -64,7 +64,7 @@ def room_of_facility(session: Session, principal: Principal, room_id: int) -> Ro
 class Referral:
     from_facility_code: str
     letter_number: str
-    date: dt.date
+    date: dt.date | None  # None when the form's date could not be read: refused below
     diagnosis: str | None = None
 
 
@@ -124,7 +124,9 @@ def _check_request(
         ref = req.referral
         if len(ref.from_facility_code) != 5:
             errors["referral.from_facility_code"] = [str(_l("A facility code has 5 characters."))]
-        if ref.date > today:
+        if ref.date is None:
+            errors["referral.date"] = [str(_l("Enter the date of the referral letter."))]
+        elif ref.date > today:
             errors["referral.date"] = [str(_l("The referral date is in the future."))]
         if not ref.letter_number.strip():
             errors["referral.letter_number"] = [str(_l("Enter the referral letter number."))]

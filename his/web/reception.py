@@ -307,7 +307,7 @@ def open_visit(patient_id: int):
             referral = visit_service.Referral(
                 from_facility_code=values.get("referral_from", "").strip(),
                 letter_number=values.get("referral_letter", "").strip(),
-                date=_parse_date(values.get("referral_date")) or dt.date.min,
+                date=_parse_date(values.get("referral_date")),
                 diagnosis=values.get("referral_diagnosis", "").strip() or None,
             )
         try:

@@ -159,3 +159,22 @@ def test_saving_an_edit_with_the_same_card_adds_no_card(client, desk, db_session
     }
     assert client.post(f"/reception/patients/{patient.id}/edit", data=data).status_code == 302
     assert db_session.scalar(select(func.count()).select_from(Coverage)) == 1
+
+
+def test_a_referral_without_a_readable_date_is_refused(client, desk, db_session):
+    _facility, room = desk
+    patient = PatientFactory()
+    response = _post(
+        client,
+        f"/reception/patients/{patient.id}/visit",
+        {
+            "room_id": str(room.id),
+            "visit_type": "outpatient",
+            "payment": "fee",
+            "referral_from": "91011",
+            "referral_letter": "12/GCT",
+            "referral_date": "",
+        },
+    )
+    assert response.status_code == 422
+    assert db_session.scalar(select(func.count()).select_from(Visit)) == 0
