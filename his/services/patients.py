@@ -279,6 +279,9 @@ def _clean_insurance(
     out: dict[str, Any] = {"card": card}
     for key in ("valid_from", "valid_to", "five_year_date"):
         value = insurance.get(key)
+        if value is not None and not isinstance(value, dt.date):
+            errors.add(f"insurance.{key}", _l("Not a valid date."))
+            value = None
         out[key] = value
     if out["valid_from"] and out["valid_to"] and out["valid_from"] > out["valid_to"]:
         errors.add("insurance.valid_to", _l("The card cannot end before it starts."))

@@ -178,3 +178,18 @@ def test_a_referral_without_a_readable_date_is_refused(client, desk, db_session)
     )
     assert response.status_code == 422
     assert db_session.scalar(select(func.count()).select_from(Visit)) == 0
+
+
+def test_an_unreadable_card_date_is_a_field_error(client, desk, db_session):
+    response = _post(
+        client,
+        "/reception/patients/new",
+        {
+            **FORM,
+            "card_number": "DN4910123456789",
+            "card_valid_from": "2026-13-45",
+            "card_valid_to": "2026-12-31",
+        },
+    )
+    assert response.status_code == 422
+    assert 'data-testid="error-card_valid_from"' in response.get_data(as_text=True)
