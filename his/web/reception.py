@@ -88,9 +88,15 @@ def search_results():
 # --- register and edit ----------------------------------------------------------------------
 
 
-def form_to_data(form) -> dict[str, Any]:
+# Old ID numbers have their own fields; the API takes them as identifiers with these systems.
+FORM_IDENTIFIERS = ("cmnd", "passport")
+LEGACY_ADDRESS = ("legacy_province_code", "legacy_district_code", "legacy_commune_code")
+
+
+def form_to_data(form, kept_identifiers: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The form's flat fields in the REST API's shape; empty fields are left out of the
-    optional groups so they do not count as given."""
+    optional groups so they do not count as given. ``kept_identifiers`` are the other
+    systems' ids the form does not show, sent back so an edit keeps them."""
 
     def text(name: str) -> str | None:
         value = form.get(name, "").strip()
@@ -118,7 +124,12 @@ def form_to_data(form) -> dict[str, Any]:
             "line": text("address_line"),
             "province_code": text("province_code"),
             "commune_code": text("commune_code"),
+            **{code: text(code) for code in LEGACY_ADDRESS},
         },
+        "identifiers": [
+            {"system": system, "value": text(system)} for system in FORM_IDENTIFIERS if text(system)
+        ]
+        + list(kept_identifiers or []),
     }
     if any(text(f"guardian_{k}") for k in ("name", "relation", "phone", "cccd")):
         data["guardian"] = {k: text(f"guardian_{k}") for k in ("name", "relation", "phone", "cccd")}
@@ -142,6 +153,8 @@ FORM_ORDER = (
     "sex",
     "birth_date",
     "cccd",
+    "cmnd",
+    "passport",
     "phone",
     "ethnicity_code",
     "nationality",
@@ -149,6 +162,9 @@ FORM_ORDER = (
     "address_line",
     "province_code",
     "commune_code",
+    "legacy_province_code",
+    "legacy_district_code",
+    "legacy_commune_code",
     "card_number",
     "card_valid_from",
     "card_valid_to",
@@ -202,10 +218,19 @@ def _values_of(patient) -> dict[str, str]:
         "card_facility": card.registered_facility_code or "" if card else "",
         "allergies": "; ".join(a.substance for a in patient.allergies),
         "version": str(patient.version),
+        "cmnd": patient.identifier("cmnd") or "",
+        "passport": patient.identifier("passport") or "",
+        **{code: getattr(patient, code) or "" for code in LEGACY_ADDRESS},
     }
 
 
-def _flat_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+def _external_ids(patient) -> list[dict[str, str]]:
+    return [
+        {"system": i.system, "value": i.value} for i in patient.identifiers if i.type == "external"
+    ]
+
+
+def _flat_errors(errors: dict[str, list[str]], form_values) -> dict[str, list[str]]:
     """Service error keys (address.commune_code, insurance.card_number) → form field names."""
     renames = {
         "address.line": "address_line",
@@ -217,10 +242,15 @@ def _flat_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
         "insurance.registered_facility_code": "card_facility",
     }
     flat: dict[str, list[str]] = {}
+    shown_ids = [system for system in FORM_IDENTIFIERS if form_values.get(system)]
     for key, messages in errors.items():
-        name = renames.get(key, key.replace("guardian.", "guardian_"))
+        name = renames.get(key, key.replace("guardian.", "guardian_").replace("address.", ""))
         if name.startswith("allergies."):
             name = "allergies"
+        if name.startswith("identifiers."):
+            # The form's own id fields lead the list it sends, in FORM_IDENTIFIERS order.
+            index = int(name.split(".")[1])
+            name = shown_ids[index] if index < len(shown_ids) else "cmnd"
         flat.setdefault(name, []).extend(messages)
     return flat
 
@@ -246,10 +276,14 @@ def register():
         context = _form_context(values, {}, mode="new", duplicates=exc.similar)
         return render_template("reception/patient_form.html", **context), 409
     except Conflict as exc:
-        context = _form_context(values, _flat_errors(exc.errors), mode="new", problem=exc.detail)
+        context = _form_context(
+            values, _flat_errors(exc.errors, values), mode="new", problem=exc.detail
+        )
         return render_template("reception/patient_form.html", **context), 409
     except ValidationFailed as exc:
-        context = _form_context(values, _flat_errors(exc.errors), mode="new", problem=FIX_FIELDS)
+        context = _form_context(
+            values, _flat_errors(exc.errors, values), mode="new", problem=FIX_FIELDS
+        )
         return render_template("reception/patient_form.html", **context), 422
     return redirect(url_for("reception.open_visit", patient_id=patient.id, registered=1))
 
@@ -268,13 +302,15 @@ def edit(patient_id: int):
             db_session(),
             principal(),
             patient_id,
-            form_to_data(request.form),
+            form_to_data(
+                request.form, _external_ids(patient_service.load_patient(db_session(), patient_id))
+            ),
             expected_version=version,
             checker=current_app.extensions["his_card_checker"],
         )
     except DomainError as exc:
         patient = patient_service.load_patient(db_session(), patient_id)
-        errors = _flat_errors(exc.errors)
+        errors = _flat_errors(exc.errors, values)
         problem = FIX_FIELDS if isinstance(exc, ValidationFailed) else exc.detail
         context = _form_context(values, errors, mode="edit", patient=patient, problem=problem)
         return render_template("reception/patient_form.html", **context), exc.status

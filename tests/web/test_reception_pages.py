@@ -193,3 +193,42 @@ def test_an_unreadable_card_date_is_a_field_error(client, desk, db_session):
     )
     assert response.status_code == 422
     assert 'data-testid="error-card_valid_from"' in response.get_data(as_text=True)
+
+
+def test_old_ids_and_a_pre_2025_address_from_the_form(client, desk, db_session):
+    from his.models import IdentifierType, PatientIdentifier
+
+    data = {
+        **FORM,
+        "cccd": "",
+        "cmnd": "361234567",
+        "passport": "b7654321",
+        "commune_code": "",
+        "legacy_province_code": "91",
+        "legacy_district_code": "899",
+        "legacy_commune_code": "30733",  # Phường Vĩnh Thanh, now part of Phường Rạch Giá
+    }
+    assert _post(client, "/reception/patients/new", data).status_code == 302
+    patient = db_session.scalars(select(Patient)).one()
+    assert (patient.commune_code, patient.legacy_commune_code) == ("30742", "30733")
+    assert patient.identifier(IdentifierType.CMND) == "361234567"
+    assert patient.identifier(IdentifierType.PASSPORT) == "B7654321"
+    # Another system's id, not shown on the form, survives an edit from the form.
+    patient.identifiers.append(
+        PatientIdentifier(type=IdentifierType.EXTERNAL, system="https://lis.example", value="L-1")
+    )
+    db_session.flush()
+    page = client.get(f"/reception/patients/{patient.id}/edit").get_data(as_text=True)
+    assert 'value="361234567"' in page and 'value="30733"' in page
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)
+    edited = {**data, "phone": "0911 222 333", "version": version, "csrf_token": csrf_token(page)}
+    assert client.post(f"/reception/patients/{patient.id}/edit", data=edited).status_code == 302
+    db_session.expire_all()
+    kinds = {i.type for i in db_session.get(Patient, patient.id).identifiers}
+    assert IdentifierType.EXTERNAL in kinds and IdentifierType.CMND in kinds
+
+
+def test_a_wrong_cmnd_is_shown_on_its_field(client, desk, db_session):
+    response = _post(client, "/reception/patients/new", {**FORM, "cccd": "", "cmnd": "12ab"})
+    assert response.status_code == 422
+    assert 'data-testid="error-cmnd"' in response.get_data(as_text=True)
