@@ -34,6 +34,10 @@ class User(Base):
     facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"), index=True)
     active: Mapped[bool] = mapped_column(default=True)
     locale: Mapped[str | None] = mapped_column(String(5))
+    # Clinicians: the practising certificate (CCHN) and the prescriber's connection code
+    # (mã liên thông) the national e-prescription system issued.
+    practising_certificate: Mapped[str | None] = mapped_column(String(50))
+    eprescription_code: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[created_at]
     last_login_at: Mapped[dt.datetime | None]
 
