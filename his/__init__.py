@@ -51,6 +51,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from his.api import register_api
     from his.web import bp as web_bp
     from his.web import health_bp
+    from his.web.doctor import bp as doctor_bp
+    from his.web.pharmacy import bp as pharmacy_bp
+    from his.web.prescribing import bp as prescribing_bp
     from his.web.reception import boards as boards_bp
     from his.web.reception import bp as reception_bp
 
@@ -62,5 +65,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.register_blueprint(web_bp)
     app.register_blueprint(reception_bp)
     app.register_blueprint(boards_bp)
+    app.register_blueprint(doctor_bp)
+    app.register_blueprint(prescribing_bp)
+    app.register_blueprint(pharmacy_bp)
     register_api(app)
     return app

@@ -53,9 +53,30 @@ def register_api(app: Flask) -> None:
     api.spec.components.security_scheme(
         "cookieAuth", {"type": "apiKey", "in": "cookie", "name": "his_session"}
     )
-    from his.api import audit, auth, docs, facilities, patients, visits
+    from his.api import (
+        audit,
+        auth,
+        catalogs,
+        docs,
+        encounters,
+        facilities,
+        patients,
+        prescriptions,
+        stock,
+        visits,
+    )
 
-    for module in (auth, facilities, patients, visits, audit):
+    for module in (
+        auth,
+        facilities,
+        patients,
+        visits,
+        catalogs,
+        encounters,
+        prescriptions,
+        stock,
+        audit,
+    ):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix="/api/v1")
     app.before_request(_csrf_for_cookie_sessions)
