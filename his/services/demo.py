@@ -36,7 +36,9 @@ from his.models import (
 from his.services import counters
 from his.services.access import Principal
 from his.services.auth import find_user
+from his.services.catalog_import import load_demo_catalogs
 from his.services.patients import MRN_COUNTER
+from his.services.stock import receive_opening_stock
 from his.services.users import create_user
 from his.services.visits import VisitRequest, open_visit
 from his.text import fold_vi
@@ -292,10 +294,17 @@ def load_demo(session: Session, today: dt.date | None = None) -> dict[str, int]:
     today = today or local_today()
     created = _load_patients(session, facilities, today)
     _load_visits(session, facilities)
+    # Valid from New Year's day, so visits back-dated within the year find them too.
+    catalogs = load_demo_catalogs(session, facilities.values(), dt.date(today.year, 1, 1))
+    # Two lots of every demo drug (one near expiry), so a demo prescription can be dispensed.
+    lots = sum(receive_opening_stock(session, f, today) for f in facilities.values())
     return {
         "facilities": len(facilities),
         "users": session.scalar(select(func.count()).select_from(User)) or 0,
         "patients_created": created,
+        "drugs_created": catalogs["drugs"],
+        "services_created": catalogs["services"],
+        "stock_lots_created": lots,
     }
 
 
