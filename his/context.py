@@ -18,8 +18,12 @@ def db_session() -> Session:
     """One session per request, opened on first use; committed by ``his.http`` when the
     response is a success, rolled back otherwise."""
     if "db_session" not in g:
-        writes = request.method not in ("GET", "HEAD", "OPTIONS")
-        g.db_session = database().open_session(write=writes)
+        # Every request may write, GETs included: reading a patient's record, a search or
+        # a clinical note leaves an audit row in the same transaction. On SQLite a
+        # transaction that began as a reader and writes later fails at once ("database is
+        # locked", no busy wait) when another request committed in between, so each
+        # request takes the write lock up front. PostgreSQL ignores the option.
+        g.db_session = database().open_session(write=True)
     return g.db_session
 
 
