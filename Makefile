@@ -23,12 +23,14 @@ translations: $(STAMP)
 	@$(BIN)/pybabel compile --statistics -d his/translations
 
 # make run: migrate the embedded SQLite database, load the demo province on first start, serve.
+# The e-prescription sender runs beside the server and stops when it stops (--with-parent).
 run: install
 	@mkdir -p instance && chmod 700 instance
 	@test -s instance/secret_key || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))' > instance/secret_key)
 	@export HIS_SECRET_KEY="$$(cat instance/secret_key)" HIS_COOKIE_SECURE="$${HIS_COOKIE_SECURE:-false}" HIS_LOG_FORMAT="$${HIS_LOG_FORMAT:-console}"; \
 	  $(BIN)/his db upgrade && \
 	  $(BIN)/his demo --if-empty && \
+	  { $(BIN)/his eprescription send --loop --with-parent & } && \
 	  exec $(BIN)/his serve
 
 test: install

@@ -128,6 +128,155 @@ def bhyt_recheck(limit: int) -> None:
     click.echo(f"{changed} card(s) changed status")
 
 
+@main.group()
+def catalog() -> None:
+    """ICD-10 lists, drug and service catalogs."""
+
+
+@catalog.group("load")
+def catalog_load() -> None:
+    """Load a catalog file; a file with any wrong row loads nothing."""
+
+
+def _catalog_error(exc) -> click.ClickException:
+    details = "\n".join(f"  {k}: {'; '.join(v)}" for k, v in exc.errors.items())
+    return click.ClickException(f"{exc.detail}\n{details}".rstrip())
+
+
+@catalog_load.command("icd10")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Version name, e.g. 'TT 06/2026/TT-BYT'")
+@click.option("--valid-from", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--valid-to", type=click.DateTime(["%Y-%m-%d"]), help="Last day in force")
+@click.option("--source", help="The decision or circular it comes from")
+def catalog_load_icd10(file: Path, name: str, valid_from, valid_to, source) -> None:
+    """The Ministry of Health's ICD-10 list (CSV or XLSX in its published 29-column layout)."""
+    from his.errors import DomainError
+    from his.services.catalog_import import load_moh_icd10
+
+    database = _database(_settings())
+    try:
+        with database.session() as session:
+            _version, count = load_moh_icd10(
+                session,
+                file,
+                name=name,
+                valid_from=valid_from.date(),
+                valid_to=valid_to.date() if valid_to else None,
+                source=source,
+            )
+    except DomainError as exc:
+        raise _catalog_error(exc) from exc
+    click.echo(f"ICD-10 version '{name}': {count} codes loaded")
+
+
+def _load_facility_catalog(kind: str, file: Path, facility_code: str, valid_from) -> None:
+    from sqlalchemy import select
+
+    from his.errors import DomainError
+    from his.localtime import local_today
+    from his.models import Facility
+    from his.services import catalog_import
+
+    loader = catalog_import.load_drugs if kind == "drugs" else catalog_import.load_services
+    database = _database(_settings())
+    try:
+        with database.session() as session:
+            facility = session.scalar(select(Facility).where(Facility.code == facility_code))
+            if facility is None:
+                raise click.ClickException(f"No facility has the code {facility_code}.")
+            day = valid_from.date() if valid_from else local_today()
+            result = loader(session, facility, file, day)
+    except DomainError as exc:
+        raise _catalog_error(exc) from exc
+    click.echo(
+        f"{kind} of {facility_code} from {day.isoformat()}: {result.created} new, "
+        f"{result.changed} changed, {result.unchanged} unchanged"
+    )
+
+
+@catalog_load.command("drugs")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--facility", "facility_code", required=True, help="5-character facility code")
+@click.option("--valid-from", type=click.DateTime(["%Y-%m-%d"]), help="Default: today")
+def catalog_load_drugs(file: Path, facility_code: str, valid_from) -> None:
+    """A facility's drug catalog (CSV/XLSX with a header row, see his/data/demo_drugs.csv)."""
+    _load_facility_catalog("drugs", file, facility_code, valid_from)
+
+
+@catalog_load.command("services")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--facility", "facility_code", required=True, help="5-character facility code")
+@click.option("--valid-from", type=click.DateTime(["%Y-%m-%d"]), help="Default: today")
+def catalog_load_services(file: Path, facility_code: str, valid_from) -> None:
+    """A facility's technical services (CSV/XLSX, see his/data/demo_services.csv)."""
+    _load_facility_catalog("services", file, facility_code, valid_from)
+
+
+@main.group()
+def eprescription() -> None:
+    """Signed prescriptions and the national e-prescription system."""
+
+
+@eprescription.command("send")
+@click.option("--loop", is_flag=True, help="Keep sending, every --interval seconds.")
+@click.option("--interval", default=15.0, show_default=True, help="Seconds between rounds")
+@click.option("--limit", default=20, show_default=True, help="At most this many per round")
+@click.option(
+    "--with-parent",
+    is_flag=True,
+    help="Stop when the process that started this one exits (how `make run` starts it).",
+)
+def eprescription_send(loop: bool, interval: float, limit: int, with_parent: bool) -> None:
+    """Send the signed prescriptions that are due; retry the failed ones with backoff."""
+    import time
+
+    from his.services.eprescription import (
+        SendReport,
+        client_from_settings,
+        pending_count,
+        send_pending,
+    )
+
+    settings = _settings()
+    database = _database(settings)
+    client = client_from_settings(settings)
+    if client is None:
+        with database.session() as session:
+            waiting = pending_count(session)
+        click.echo(
+            f"HIS_EPRESCRIPTION_URL is not set: {waiting} prescription(s) stay pending, "
+            "nothing sent"
+        )
+        return
+    parent = os.getppid()
+    while True:
+        try:
+            with database.session() as session:
+                report = send_pending(session, client, limit=limit)
+        except Exception as exc:
+            if not loop:
+                raise
+            # A database restart must not end the sender: the next round tries again.
+            click.echo(f"e-prescription round failed: {exc}", err=True)
+            report = SendReport()
+        if report.total or not loop:
+            click.echo(
+                f"e-prescriptions: {report.accepted} accepted, {report.rejected} rejected, "
+                f"{report.retry} to retry"
+            )
+        if not loop:
+            return
+        # A full round means more may be due: go again at once.
+        deadline = time.monotonic() + (0 if report.total >= limit else interval)
+        while time.monotonic() < deadline:
+            if with_parent and os.getppid() != parent:
+                return
+            time.sleep(min(0.5, interval))
+        if with_parent and os.getppid() != parent:
+            return
+
+
 DEMO_LOGINS = (
     "reception / demo (receptionist), doctor / demo, pharmacist / demo, cashier / demo, "
     "admin / demo, auditor / demo, nurse / demo; commune station: reception.tyt / demo, "

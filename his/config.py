@@ -89,6 +89,10 @@ class Settings:
     bhyt_gateway_staff_name: str = ""
     bhyt_gateway_staff_cccd: str = ""
     bhyt_gateway_timeout: float = 5.0
+    eprescription_url: str = ""
+    eprescription_username: str = ""
+    eprescription_password: str = field(default="", repr=False)
+    eprescription_timeout: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -170,6 +174,19 @@ class Settings:
             1,
             60,
         )
+        eprescription_url = env.get("HIS_EPRESCRIPTION_URL", "").strip().rstrip("/")
+        if eprescription_url and not eprescription_url.startswith(("https://", "http://")):
+            problems["HIS_EPRESCRIPTION_URL"] = "must be an http(s) URL"
+        for needed in ("HIS_EPRESCRIPTION_USERNAME", "HIS_EPRESCRIPTION_PASSWORD"):
+            if eprescription_url and not env.get(needed):
+                problems[needed] = "required when HIS_EPRESCRIPTION_URL is set"
+        eprescription_timeout = _int(
+            "HIS_EPRESCRIPTION_TIMEOUT_SECONDS",
+            env.get("HIS_EPRESCRIPTION_TIMEOUT_SECONDS", "10"),
+            problems,
+            1,
+            120,
+        )
         proxies = _int("HIS_TRUSTED_PROXIES", env.get("HIS_TRUSTED_PROXIES", "0"), problems, 0, 5)
 
         if problems:
@@ -200,4 +217,8 @@ class Settings:
             # Official Letter 1923/BHXH: a lookup names the staff member who makes it.
             bhyt_gateway_staff_name=env.get("HIS_BHYT_GATEWAY_STAFF_NAME", ""),
             bhyt_gateway_staff_cccd=env.get("HIS_BHYT_GATEWAY_STAFF_CCCD", ""),
+            eprescription_url=eprescription_url,
+            eprescription_username=env.get("HIS_EPRESCRIPTION_USERNAME", ""),
+            eprescription_password=env.get("HIS_EPRESCRIPTION_PASSWORD", ""),
+            eprescription_timeout=float(eprescription_timeout),
         )
