@@ -252,6 +252,9 @@ _STRENGTH = re.compile(rf"\b\d[\d.,]*\s*{_UNIT}?(?:\s*/\s*[\d.,]*\s*{_UNIT})?(?!
 _UNIT_ONLY = re.compile(rf"^(?:{_UNIT}\s*)+$")
 # Words around an allergy as people record it: "dị ứng với amoxicilin", "allergic to …".
 _FILLER = re.compile(r"\b(?:di ung|allergic to|allergy to|allergy|thuoc|voi)\b")
+# "nhóm" (a drug group) folds to the same letters as "nhôm" (aluminium), so it is dropped
+# before folding, while the accents still tell them apart.
+_GROUP_WORD = re.compile(r"\b(?:nhóm|group of|class of)\b")
 _SEPARATORS = re.compile(r"\s*(?:\+|,|;|/| và | and )\s*")
 
 
@@ -279,7 +282,7 @@ def ingredient_keys(text: str) -> frozenset[str]:
     """The active ingredients a drug or an allergy text names, one key each: folded, without
     strengths, salt words or bracketed remarks, and with Vietnamese/English INN spellings
     reduced to one (``Amoxicilin`` = ``Amoxicillin``); "A + B" gives both."""
-    folded = fold_vi(_PARENTHESES.sub(" ", nfc(text or "")))
+    folded = fold_vi(_GROUP_WORD.sub(" ", _PARENTHESES.sub(" ", nfc(text or "").casefold())))
     folded = _FILLER.sub(" ", _STRENGTH.sub(" ", folded))
     keys = set()
     for part in _SEPARATORS.split(f" {folded} "):
@@ -287,6 +290,36 @@ def ingredient_keys(text: str) -> frozenset[str]:
         if cleaned and not _UNIT_ONLY.match(cleaned):
             keys.update(_one_ingredient(cleaned))
     return frozenset(keys)
+
+
+@functools.cache
+def _allergy_groups() -> tuple[dict[str, frozenset[str]], dict[str, str]]:
+    """From ``allergy_groups.csv``: each ingredient key's groups, and each way of writing a
+    group's name → the group. Values go through :func:`ingredient_keys` like the texts
+    they are compared with."""
+    text = resources.files("his.data").joinpath("allergy_groups.csv").read_text("utf-8")
+    members: dict[str, set[str]] = {}
+    names: dict[str, str] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        for key in ingredient_keys(row["value"]):
+            if row["kind"] == "member":
+                members.setdefault(key, set()).add(row["group"])
+            else:
+                names[key] = row["group"]
+    return {k: frozenset(v) for k, v in members.items()}, names
+
+
+def drug_groups(keys: frozenset[str]) -> frozenset[str]:
+    """The groups (penicillins, cephalosporins, NSAIDs, …) these ingredients belong to."""
+    members, _names = _allergy_groups()
+    return frozenset(g for key in keys for g in members.get(key, ()))
+
+
+def allergy_groups(keys: frozenset[str]) -> frozenset[str]:
+    """The groups an allergy names ("dị ứng nhóm penicilin") or whose member it names: an
+    allergy to amoxicillin is an allergy to the penicillins."""
+    _members, names = _allergy_groups()
+    return drug_groups(keys) | {names[key] for key in keys if key in names}
 
 
 def ingredient_key(text: str) -> str:

@@ -330,6 +330,7 @@ def allergy(facts: RxFacts) -> list[Violation]:
         if item.drug is None:
             continue
         keys = catalogs.ingredient_keys(item.drug.active_ingredient)
+        groups = catalogs.drug_groups(keys)
         for substance, allergy_keys in allergies:
             if keys & allergy_keys:
                 message = _l(
@@ -337,8 +338,18 @@ def allergy(facts: RxFacts) -> list[Violation]:
                     substance=substance,
                     drug=item.drug.active_ingredient,
                 )
-                found.append(Violation(ALLERGY, _at(i, "drug_code"), str(message)))
-                break
+            elif groups & catalogs.allergy_groups(allergy_keys):
+                # Cross-allergy within a group: amoxicillin for a penicillin allergy.
+                message = _l(
+                    "The patient is allergic to %(substance)s, and %(drug)s belongs to the "
+                    "same drug group.",
+                    substance=substance,
+                    drug=item.drug.active_ingredient,
+                )
+            else:
+                continue
+            found.append(Violation(ALLERGY, _at(i, "drug_code"), str(message)))
+            break
     return found
 
 

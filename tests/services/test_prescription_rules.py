@@ -189,6 +189,38 @@ def test_allergy_across_vietnamese_and_english_spellings():
     assert codes(rules.allergy(combined)) == [(rules.ALLERGY, "items.0.drug_code")]
 
 
+@pytest.mark.parametrize(
+    ("allergy", "ingredient"),
+    [
+        ("Penicillin", "Amoxicilin"),
+        ("dị ứng nhóm penicilin", "Ampicilin"),
+        ("Ampicillin", "Amoxicillin + Acid clavulanic"),
+        ("nhóm Cephalosporin", "Cefalexin"),
+        ("Sulfamid", "Sulfamethoxazol + Trimethoprim"),
+        ("kháng viêm không steroid", "Ibuprofen"),
+        ("Aspirin", "Diclofenac natri"),
+        ("nhóm Quinolon", "Levofloxacin"),
+    ],
+)
+def test_allergy_to_a_drug_group_covers_its_members(allergy, ingredient):
+    found = rules.allergy(facts(line(drug(ingredient)), allergies=(allergy,)))
+    assert codes(found) == [(rules.ALLERGY, "items.0.drug_code")]
+    assert "group" in found[0].message
+
+
+@pytest.mark.parametrize(
+    ("allergy", "ingredient"),
+    [
+        ("Penicillin", "Cefalexin"),  # another group: cross-reactivity is rare
+        ("nhóm Macrolid", "Amoxicilin"),
+        ("Nhôm hydroxyd", "Amoxicilin"),  # aluminium, not a "nhóm" (group)
+        ("NSAIDs", "Paracetamol"),
+    ],
+)
+def test_allergy_to_a_group_leaves_other_groups_alone(allergy, ingredient):
+    assert rules.allergy(facts(line(drug(ingredient)), allergies=(allergy,))) == []
+
+
 def test_the_same_active_ingredient_twice():
     broken = facts(
         line(drug("Paracetamol", code="A")),
