@@ -78,8 +78,16 @@ class Encounter(Base):
     vitals: Mapped[list[VitalSigns]] = relationship(
         back_populates="encounter", order_by="VitalSigns.id"
     )
+    # The diagnoses in force. A removed one keeps its row (removed_at) so an amendment
+    # never erases what was coded; every reader goes through this filter.
     diagnoses: Mapped[list[Diagnosis]] = relationship(
-        back_populates="encounter", order_by="Diagnosis.position"
+        primaryjoin="and_(Encounter.id == Diagnosis.encounter_id, Diagnosis.removed_at.is_(None))",
+        back_populates="encounter",
+        order_by="Diagnosis.position",
+    )
+    # Every diagnosis ever coded, removed ones included, for the audit trail.
+    diagnosis_history: Mapped[list[Diagnosis]] = relationship(
+        viewonly=True, order_by="Diagnosis.id"
     )
     orders: Mapped[list[ServiceOrder]] = relationship(
         back_populates="encounter", order_by="ServiceOrder.id"
@@ -116,7 +124,8 @@ class VitalSigns(Base):
 
 
 class Diagnosis(Base):
-    """One ICD-10 code on an encounter; position 0 is the main diagnosis."""
+    """One ICD-10 code on an encounter; position 0 is the main diagnosis. A removed one
+    keeps its row with ``removed_at``: ``Encounter.diagnoses`` leaves it out."""
 
     __tablename__ = "diagnosis"
 
@@ -129,6 +138,8 @@ class Diagnosis(Base):
     position: Mapped[int] = mapped_column(default=0)
     note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[dt.datetime | None]
+    removed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
 
     encounter: Mapped[Encounter] = relationship(back_populates="diagnoses")
 
@@ -198,3 +209,4 @@ class EncounterAmendment(Base):
     content_hash: Mapped[str] = mapped_column(String(64))  # of the content after the change
 
     encounter: Mapped[Encounter] = relationship(back_populates="amendments")
+    amended_by: Mapped[User] = relationship()

@@ -298,8 +298,13 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("note", sa.String(length=500), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("removed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("removed_by_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["encounter_id"], ["encounter.id"], name=op.f("fk_diagnosis_encounter_id_encounter")
+        ),
+        sa.ForeignKeyConstraint(
+            ["removed_by_id"], ["app_user.id"], name=op.f("fk_diagnosis_removed_by_id_app_user")
         ),
         sa.ForeignKeyConstraint(
             ["icd10_version_id"],
