@@ -716,7 +716,22 @@ def add_diagnosis(
         patient_id=encounter.patient_id,
         detail=f"replaces:{target.id}" if target is not None else None,
     )
+    _diagnoses_changed(session, principal, encounter, before, reason)
+    return diagnosis
+
+
+def _diagnoses_changed(
+    session: Session,
+    principal: Principal,
+    encounter: Encounter,
+    before: list | None,
+    reason: str | None,
+) -> None:
+    """On a signed encounter (a reason given) the change is an amendment holding the
+    diagnoses before and after; on a draft it only moves the version (the ETag)."""
     if reason:
+        session.flush()
+        session.expire(encounter, ["diagnoses"])
         _record_amendment(
             session,
             principal,
@@ -727,7 +742,6 @@ def add_diagnosis(
     else:
         _touch(session, encounter)
         session.expire(encounter, ["diagnoses", "diagnosis_history"])
-    return diagnosis
 
 
 def remove_diagnosis(
@@ -768,19 +782,7 @@ def remove_diagnosis(
         encounter.patient_id,
         f"diagnosis-removed:{diagnosis_id}",
     )
-    if reason:
-        session.flush()
-        session.expire(encounter, ["diagnoses"])
-        _record_amendment(
-            session,
-            principal,
-            encounter,
-            reason,
-            {"diagnoses": {"old": before, "new": _diagnosis_summary(encounter)}},
-        )
-    else:
-        _touch(session, encounter)
-        session.expire(encounter, ["diagnoses", "diagnosis_history"])
+    _diagnoses_changed(session, principal, encounter, before, reason)
     return encounter
 
 

@@ -43,8 +43,9 @@ ROLE_PANELS = {
 ROLE_LINKS = {
     Role.RECEPTIONIST: ("reception.search_page", _l("Open reception")),
     Role.ADMIN: ("reception.search_page", _l("Open reception")),
-    Role.NURSE: ("boards.rooms", _l("Queue boards")),
-    Role.DOCTOR: ("boards.rooms", _l("Queue boards")),
+    Role.NURSE: ("doctor.rooms", _l("Open the worklist")),
+    Role.DOCTOR: ("doctor.rooms", _l("Open the worklist")),
+    Role.PHARMACIST: ("pharmacy.queue", _l("Open the pharmacy")),
 }
 
 ROLE_NAMES = {

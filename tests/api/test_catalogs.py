@@ -135,7 +135,7 @@ def test_unknown_catalog_is_404_problem(client, setting):
     _, headers = setting
     response = _get(client, headers, "loinc", q="x")
     assert response.status_code == 404
-    assert "icd10, drugs or services" in response.get_json()["detail"]
+    assert "icd10, drugs hoặc services" in response.get_json()["detail"]
 
 
 def test_search_needs_login(client, setting):

@@ -107,7 +107,7 @@ def test_clinical_notes_are_closed_to_reception_and_cashiers(client, clinic, as_
     for role in ("receptionist", "cashier"):
         response = client.get(f"/api/v1/encounters/{encounter['id']}", headers=as_(role))
         assert response.status_code == 403
-        assert "clinical notes" in response.get_json()["detail"].lower()
+        assert "hồ sơ lâm sàng" in response.get_json()["detail"].lower()
     assert (
         client.get(f"/api/v1/encounters/{encounter['id']}", headers=as_("nurse")).status_code == 200
     )
@@ -161,7 +161,7 @@ def test_vitals_with_bmi_and_range_messages(client, clinic, as_):
     bad = client.post(f"{url}/vitals", json={"pulse": 300, "spo2": 40}, headers=as_("nurse"))
     assert bad.status_code == 422
     errors = bad.get_json()["errors"]
-    assert "20 and 250 /min" in errors["pulse"][0] and "50 and 100 %" in errors["spo2"][0]
+    assert "20 đến 250 /min" in errors["pulse"][0] and "50 đến 100 %" in errors["spo2"][0]
     assert len(client.get(url, headers=as_("doctor")).get_json()["vitals"]) == 1
     assert (
         client.post(f"{url}/vitals", json={"pulse": 80}, headers=as_("receptionist")).status_code
@@ -328,7 +328,7 @@ def test_diagnoses_amended_after_signing(client, clinic, as_, login_token):
     )
     assert (
         forbidden.status_code == 422
-        and "may not be used" in forbidden.get_json()["errors"]["icd10"][0]
+        and "không được dùng" in forbidden.get_json()["errors"]["icd10"][0]
     )
     from tests.factories import UserFactory
 
@@ -379,7 +379,7 @@ def test_result_after_signing_is_accepted_as_an_amendment(client, clinic, as_):
     assert body["orders"][0]["status"] == "resulted"
     [amendment] = body["amendments"]
     assert amendment["amended_by_id"] == clinic.lab.id
-    assert amendment["reason"] == "Result received after signing."
+    assert amendment["reason"] == "Nhận kết quả sau khi đã ký."
     assert amendment["changes"]["result"]["new"]["value"] == "8.2"
     assert body["content_hash"] == amendment["content_hash"] != signed["content_hash"]
     assert body["signed_by_id"] == clinic.doctor.id

@@ -165,7 +165,7 @@ def test_partial_dispense_and_a_return(client, pharmacy, db_session):
     assert short.status_code == 409
     problem = short.get_json()
     assert "Amoxicillin 500 mg" in problem["detail"]
-    assert "10 needed" in problem["detail"] and "7 available" in problem["detail"]
+    assert "cần 10" in problem["detail"] and "chỉ còn 7" in problem["detail"]
     assert problem["type"].endswith("/insufficient-stock")
 
     over = client.post(url, json={"items": [{"item_id": item_id, "quantity": 11}]}, headers=headers)

@@ -154,7 +154,7 @@ def test_errors_are_shown_next_to_the_fields(client, doctor, db_session):
     bad = post(client, f"{url}/vitals", {"pulse": "300", "temperature": "36,8"}, page=url)
     html = bad.get_data(as_text=True)
     assert bad.status_code == 422
-    assert 'data-testid="error-pulse"' in html and "20 and 250 /min" in html
+    assert 'data-testid="error-pulse"' in html and "20 đến 250 /min" in html
     # What was typed is kept.
     assert re.search(r'id="vital-temperature"[^>]*value="36,8"', html)
     wrong = post(client, f"{url}/diagnoses", {"icd10_q": "J06", "main": "1"}, page=url)
@@ -285,7 +285,7 @@ def test_result_after_signing_from_the_page(client, doctor, db_session):
     saved = post(client, f"{url}/orders/{order.id}/result", {"value": "9.1"}, page=url)
     assert saved.status_code == 302, saved.get_data(as_text=True)
     html = page(client, encounter.id)
-    assert 'data-testid="change-result"' in html and "Result received after signing." in html
+    assert 'data-testid="change-result"' in html and "Nhận kết quả sau khi đã ký." in html
     assert "<ins>9.1 mmol/L</ins>" in html
     db_session.expire_all()
     assert encounter.status is EncounterStatus.FINISHED
@@ -314,7 +314,7 @@ def test_disposition_amended_from_the_signed_page(client, doctor, db_session):
     )
     assert done.status_code == 302, done.get_data(as_text=True)
     html = page(client, encounter.id)
-    assert 'data-testid="change-disposition"' in html and "<ins>Follow-up visit</ins>" in html
+    assert 'data-testid="change-disposition"' in html and "<ins>Hẹn tái khám</ins>" in html
     db_session.expire_all()
     assert encounter.disposition.value == "follow_up"
     assert encounter.follow_up_date.isoformat() == follow_up
