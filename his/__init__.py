@@ -6,10 +6,20 @@ import datetime as dt
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from his.config import Settings
 from his.db import Database
 from his.logging import configure_logging
+
+
+class _IdConverter(IntegerConverter):
+    """``<int:…>`` in every route: ids are 64-bit, so a longer number names nothing (404)
+    instead of overflowing the database driver (a 500)."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
@@ -24,6 +34,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # No app-wide static folder: the web blueprint serves /static, and an app route of
     # the same path would shadow it.
     app = Flask(__name__, instance_path=str(settings.instance_dir), static_folder=None)
+    app.url_map.converters["int"] = _IdConverter
     app.config.update(
         HIS_SETTINGS=settings,
         SECRET_KEY=settings.secret_key,

@@ -14,6 +14,7 @@ from flask import Flask, Response, g, json, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from his.errors import DomainError
@@ -144,8 +145,9 @@ def handle_http_exception(exc: HTTPException) -> Response:
         )
     if status == 422 and errors and not detail:
         detail = _("Some fields are not valid; see errors.")
-    if detail is None and status in (404, 405, 413, 415):
+    if detail is None and status in (400, 404, 405, 413, 415):
         detail = {
+            400: _("The request could not be read: check that its body is valid JSON."),
             404: _("There is nothing at this address."),
             405: _("This address does not accept the %(method)s method.", method=request.method),
             413: _("The request body is larger than this server accepts."),
@@ -172,7 +174,19 @@ def handle_unexpected(exc: Exception) -> Response:
     )
 
 
+def handle_value_out_of_range(exc: Exception) -> Response:
+    """A number or text the database cannot hold (an integer past 64 bits, a string longer
+    than its column on PostgreSQL) is the client's input, not a server fault."""
+    log.info("value_out_of_range", error_type=type(exc).__name__)
+    session = g.get("db_session")
+    if session is not None:
+        session.rollback()
+    return error_response(422, _("A value in the request is too large or too long for this field."))
+
+
 def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(OverflowError, handle_value_out_of_range)
+    app.register_error_handler(DataError, handle_value_out_of_range)
     app.register_error_handler(Exception, handle_unexpected)

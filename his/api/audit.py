@@ -5,9 +5,9 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 from flask_login import login_required
-from flask_smorest import Blueprint
 from marshmallow import fields
 
+from his.api.blueprint import Blueprint
 from his.api.pagination import SelectPage
 from his.api.schemas import problem_doc
 from his.context import db_session, principal

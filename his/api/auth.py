@@ -9,9 +9,9 @@ from flask import current_app, g
 from flask.views import MethodView
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from his.api.blueprint import Blueprint
 from his.api.schemas import FacilitySchema, problem_doc
 from his.authn import bearer_token, login_limits
 from his.context import db_session, principal

@@ -7,9 +7,9 @@ from flask import request
 from flask.views import MethodView
 from flask_babel import gettext as _
 from flask_login import login_required
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from his.api.blueprint import Blueprint
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
 from his.errors import ValidationFailed
@@ -147,7 +147,7 @@ class DiagnosisSchema(ma.Schema):
 
 class OrderInSchema(ma.Schema):
     service_code = fields.String(required=True)
-    quantity = fields.Integer(load_default=1)
+    quantity = fields.Integer(load_default=1, strict=True)
     note = fields.String(validate=validate.Length(max=500), **STR)
 
 

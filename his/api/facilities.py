@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_login import login_required
-from flask_smorest import Blueprint
 
+from his.api.blueprint import Blueprint
 from his.api.schemas import FacilitySchema, problem_doc
 from his.context import db_session
 from his.services.facilities import list_facilities

@@ -7,9 +7,9 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_babel import gettext as _
 from flask_login import login_required
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from his.api.blueprint import Blueprint
 from his.api.pagination import SelectPage
 from his.api.schemas import problem_doc
 from his.context import db_session, principal

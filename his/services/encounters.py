@@ -290,14 +290,27 @@ def start_examination(
 # --- the record --------------------------------------------------------------------------------
 
 
+# A long clinical note is a few thousand characters; the limit keeps a pasted document or
+# a hostile client from growing one row to megabytes.
+TEXT_LIMIT = 20_000
+
+
+def _text(name: str, value: Any) -> str | None:
+    value = value.strip() if isinstance(value, str) else value
+    if isinstance(value, str) and len(value) > TEXT_LIMIT:
+        message = str(_l("At most %(max)s characters.", max=TEXT_LIMIT))
+        raise ValidationFailed(message, errors={name: [message]})
+    return value or None
+
+
 def _clean_text(data: dict[str, Any]) -> dict[str, str | None]:
-    cleaned: dict[str, str | None] = {}
-    for name in TEXT_FIELDS:
-        if name in data:
-            value = data[name]
-            value = value.strip() if isinstance(value, str) else value
-            cleaned[name] = value or None
-    return cleaned
+    return {name: _text(name, data[name]) for name in TEXT_FIELDS if name in data}
+
+
+def _closing_text(req) -> dict[str, str | None]:
+    """The conclusion and advice a finish (or its amendment) sends, when it sends them."""
+    given = {"conclusion": req.conclusion, "advice": req.advice}
+    return _clean_text({name: value for name, value in given.items() if value is not None})
 
 
 def update_encounter(
@@ -910,7 +923,7 @@ def enter_result(
         value=value[:500],
         unit=(unit or "").strip()[:30] or order.service.result_unit,
         reference_range=(reference_range or "").strip()[:100] or order.service.reference_range,
-        conclusion=(conclusion or "").strip() or None,
+        conclusion=_text("conclusion", conclusion),
         resulted_by_id=principal.user_id,
         resulted_at=utcnow(),
         supersedes_id=previous.id if previous else None,
@@ -1090,12 +1103,9 @@ def finish(
     today = local_today()
     fields = _clean_finish(req, encounter, today)
     _recheck_codes(session, encounter, today)
+    fields.update(_closing_text(req))
     for name, value in fields.items():
         setattr(encounter, name, value)
-    if req.conclusion is not None:
-        encounter.conclusion = req.conclusion.strip() or None
-    if req.advice is not None:
-        encounter.advice = req.advice.strip() or None
     now = utcnow()
     encounter.status = EncounterStatus.FINISHED
     encounter.finished_at = now
@@ -1140,10 +1150,7 @@ def _amend_disposition(
     must come after the day the episode ended."""
     reason = _signer_reason(encounter, principal, amendment_reason)
     fields = _clean_finish(req, encounter, end_date(encounter))
-    if req.conclusion is not None:
-        fields["conclusion"] = req.conclusion.strip() or None
-    if req.advice is not None:
-        fields["advice"] = req.advice.strip() or None
+    fields.update(_closing_text(req))
     changes = {
         name: {"old": _plain(getattr(encounter, name)), "new": _plain(value)}
         for name, value in fields.items()

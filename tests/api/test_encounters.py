@@ -425,3 +425,48 @@ def test_openapi_lists_the_endpoints(client, db_session):
         "/api/v1/encounters/{encounter_id}/finish",
     ):
         assert path in paths, path
+
+
+def test_hostile_numbers_and_text_get_specific_errors_and_change_nothing(client, clinic, as_):
+    url = f"/api/v1/encounters/{start(client, as_, waiting(clinic, 1)).get_json()['id']}"
+    doctor = as_("doctor")
+    version = client.get(url, headers=doctor).get_json()["version"]
+    # A fractional count is refused, not cut to 2.
+    half = client.post(
+        f"{url}/orders", json={"service_code": "23.0075.1494", "quantity": 2.5}, headers=doctor
+    )
+    assert half.status_code == 422 and "quantity" in half.get_json()["errors"]
+    # A pasted document is refused with the limit, field by field.
+    huge = client.patch(url, json={"findings": "x" * 20_001}, headers=doctor)
+    assert huge.status_code == 422 and "20000" in huge.get_json()["errors"]["findings"][0]
+    result = client.post(
+        f"{url}/orders", json={"service_code": "23.0075.1494"}, headers=doctor
+    ).get_json()
+    long_conclusion = client.post(
+        f"/api/v1/orders/{result['id']}/result",
+        json={"value": "5", "conclusion": "y" * 20_001},
+        headers=doctor,
+    )
+    assert (
+        long_conclusion.status_code == 422 and "conclusion" in long_conclusion.get_json()["errors"]
+    )
+    # Ids past 64 bits name nothing; numbers past 4,300 digits are unreadable JSON.
+    assert client.get("/api/v1/encounters/" + "9" * 30, headers=doctor).status_code == 404
+    assert (
+        client.post(
+            "/api/v1/orders/" + "9" * 25 + "/result", json={"value": "1"}, headers=doctor
+        ).status_code
+        == 404
+    )
+    too_long = client.post(
+        f"{url}/vitals",
+        data='{"pulse": ' + "9" * 5000 + "}",
+        content_type="application/json",
+        headers=doctor,
+    )
+    assert too_long.status_code == 400 and too_long.get_json()["detail"], too_long.get_json()
+    beyond = client.get("/api/v1/worklist", query_string={"room_id": "9" * 25}, headers=doctor)
+    assert beyond.status_code in (404, 422) and beyond.mimetype == "application/problem+json"
+    after = client.get(url, headers=doctor).get_json()
+    assert after["findings"] is None and after["version"] == version + 1  # the one good order
+    assert [o["quantity"] for o in after["orders"]] == [1]
