@@ -6,9 +6,9 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 from flask_login import login_required
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from his.api.blueprint import Blueprint
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
 from his.models import DispenseKind, PrescriptionStatus, PrescriptionType

@@ -524,15 +524,19 @@ def _wanted(
     by_id = {item.id: item for item in prescription.items}
     wanted: dict[int, Decimal] = {}
     errors: dict[str, list[str]] = {}
+    # Each entry is checked against what is owed on its own, so an item listed twice would
+    # be handed out twice over: refused, whether or not the first entry was valid.
+    seen: set[int] = set()
     for n, entry in enumerate(items):
         where = f"items.{n}."
         item = by_id.get(entry.item_id)
         if item is None:
             errors[where + "item_id"] = [str(_l("No item with this id on this prescription."))]
             continue
-        if entry.item_id in wanted:
+        if entry.item_id in seen:
             errors[where + "item_id"] = [str(_l("This item is listed twice."))]
             continue
+        seen.add(entry.item_id)
         amount = entry.quantity
         if amount is None or not amount.is_finite():
             errors[where + "quantity"] = [str(_l("Enter the quantity as a number."))]
@@ -582,10 +586,14 @@ def dispense(
     if all(quantity(i.quantity) - dispensed[i.id] <= 0 for i in prescription.items):
         raise Conflict(str(_l("This prescription has already been dispensed in full.")))
     plan = _plan(session, prescription, _wanted(prescription, items, dispensed), today)
+    # Errors name an entry by its position in the request's items, like the validation
+    # errors; without items, the request stands for the prescription's items in order.
+    asked = [i.id for i in prescription.items] if items is None else [i.item_id for i in items]
+    position = {item_id: n for n, item_id in enumerate(asked)}
     short = [p for p in plan.items if p.short > 0]
     if short and not allow_partial:
         messages = {
-            f"items.{p.item.id}": [
+            f"items.{position[p.item.id]}.quantity": [
                 str(
                     _l(
                         "Not enough stock of %(drug)s: %(wanted)s needed, %(available)s "
@@ -629,16 +637,17 @@ def dispense(
         if taken.rowcount != 1:
             # Another dispense took these units after our plan was made; the caller rolls
             # back, so nothing of this dispense is kept.
+            message = str(
+                _l(
+                    "The stock of %(drug)s (lot %(lot)s) was just taken by another "
+                    "dispense; nothing was handed out. Reload and try again.",
+                    drug=item_plan.drug_name,
+                    lot=take.lot.lot_number,
+                )
+            )
             raise Conflict(
-                str(
-                    _l(
-                        "The stock of %(drug)s (lot %(lot)s) was just taken by another "
-                        "dispense; nothing was handed out. Reload and try again.",
-                        drug=item_plan.drug_name,
-                        lot=take.lot.lot_number,
-                    )
-                ),
-                errors={f"items.{item_plan.item.id}": [take.lot.lot_number]},
+                message,
+                errors={f"items.{position[item_plan.item.id]}.quantity": [message]},
                 code="stock-changed",
             )
         session.expire(take.lot, ["quantity"])
@@ -703,7 +712,13 @@ def return_units(
     reason: str,
 ) -> Dispense:
     """Units the patient brought back go back into the lot they were taken from; never
-    more than was handed out (per item and, when named, per lot)."""
+    more than is still out with the patient, per item and per lot.
+
+    One request may list an item once per lot it came from, plus once without a lot; the
+    entries of an item are counted together: the named lots are served first and the
+    unnamed units go to what is left, latest lots taken first. The same item twice with
+    the same lot (or twice without one) is refused as a double entry rather than added up,
+    since a pharmacist who typed a line twice would not notice a sum."""
     principal.require_any(*DISPENSING_ROLES)
     prescription = _visible_prescription(session, principal, prescription_id, lock=True)
     by_id = {item.id: item for item in prescription.items}
@@ -712,12 +727,12 @@ def return_units(
         errors["reason"] = [str(_l("Say why the units are brought back."))]
     if not items:
         errors["items"] = [str(_l("Add at least one item to return."))]
-    plan: list[tuple[PrescriptionItem, StockLot, Decimal]] = []
+    # First the entries one by one, grouped per item with their position in the request.
+    valid: dict[int, list[tuple[int, ReturnQuantity, Decimal]]] = {}
     seen: set[tuple[int, int | None]] = set()
     for n, entry in enumerate(items):
         where = f"items.{n}."
-        item = by_id.get(entry.item_id)
-        if item is None:
+        if by_id.get(entry.item_id) is None:
             errors[where + "item_id"] = [str(_l("No item with this id on this prescription."))]
             continue
         if (entry.item_id, entry.lot_id) in seen:
@@ -730,35 +745,74 @@ def return_units(
                 str(_l("The quantity must be more than zero, with at most three decimals."))
             ]
             continue
-        out = _net_by_lot(session, item.id)
-        if entry.lot_id is not None:
-            out = [(lot, n_out) for lot, n_out in out if lot.id == entry.lot_id]
-        total_out = sum((n_out for _lot, n_out in out), quantity(0))
-        if amount > total_out:
-            values = {
-                "drug": item.drug_name,
-                "out": display_quantity(total_out),
-                "asked": display_quantity(amount),
-            }
-            message = (
-                _l("%(drug)s: only %(out)s handed out; %(asked)s cannot come back.", **values)
-                if entry.lot_id is None
-                else _l(
-                    "%(drug)s: only %(out)s handed out from this lot; %(asked)s cannot come "
-                    "back to it.",
-                    **values,
-                )
-            )
-            errors[where + "quantity"] = [str(message)]
-            continue
-        remaining = quantity(amount)
-        for lot, n_out in out:
-            back = min(remaining, n_out)
-            if back > 0:
-                plan.append((item, lot, back))
-                remaining -= back
+        valid.setdefault(entry.item_id, []).append((n, entry, quantity(amount)))
+    # Then each item's entries together, against what is still out with the patient.
+    backs: dict[int, list[tuple[StockLot, Decimal]]] = {}
+    for item_id, entries in valid.items():
+        item = by_id[item_id]
+        out = _net_by_lot(session, item_id)
+        lots = {lot.id: lot for lot, _n_out in out}
+        left = {lot.id: n_out for lot, n_out in out}  # what may still come back to each lot
+        for n, entry, amount in entries:
+            if entry.lot_id is None:
+                continue
+            from_lot = left.get(entry.lot_id, quantity(0))
+            if amount > from_lot:
+                errors[f"items.{n}.quantity"] = [
+                    str(
+                        _l(
+                            "%(drug)s: only %(out)s handed out from this lot; %(asked)s "
+                            "cannot come back to it.",
+                            drug=item.drug_name,
+                            out=display_quantity(from_lot),
+                            asked=display_quantity(amount),
+                        )
+                    )
+                ]
+                continue
+            left[entry.lot_id] = from_lot - amount
+            backs[n] = [(lots[entry.lot_id], amount)]
+        for n, entry, amount in entries:
+            if entry.lot_id is not None:
+                continue
+            unnamed_left = sum(left.values(), quantity(0))
+            if amount > unnamed_left:
+                total_out = sum((n_out for _lot, n_out in out), quantity(0))
+                values = {"drug": item.drug_name, "out": display_quantity(total_out)}
+                if len(entries) == 1:
+                    message = _l(
+                        "%(drug)s: only %(out)s handed out; %(asked)s cannot come back.",
+                        asked=display_quantity(amount),
+                        **values,
+                    )
+                else:
+                    listed = sum((a for _n, _e, a in entries), quantity(0))
+                    message = _l(
+                        "%(drug)s: only %(out)s handed out; the %(asked)s listed in all on "
+                        "this return cannot come back.",
+                        asked=display_quantity(listed),
+                        **values,
+                    )
+                errors[f"items.{n}.quantity"] = [str(message)]
+                continue
+            remaining = amount
+            backs[n] = []
+            for lot, _n_out in out:
+                back = min(remaining, left[lot.id])
+                if back > 0:
+                    backs[n].append((lot, back))
+                    left[lot.id] -= back
+                    remaining -= back
     if errors:
         raise ValidationFailed(str(_l("The return could not be recorded.")), errors=errors)
+    # One line per item and lot, even when a named and an unnamed entry both reach it.
+    merged: dict[tuple[int, int], tuple[PrescriptionItem, StockLot, Decimal]] = {}
+    for n in sorted(backs):
+        item = by_id[items[n].item_id]
+        for lot, back in backs[n]:
+            before = merged.get((item.id, lot.id), (item, lot, quantity(0)))[2]
+            merged[(item.id, lot.id)] = (item, lot, before + back)
+    plan = list(merged.values())
     record = Dispense(
         prescription_id=prescription.id,
         facility_id=prescription.facility_id,

@@ -116,14 +116,12 @@ def prescription(prescription_id: int):
 
 
 def _item_errors(errors: dict[str, list[str]], item_ids: list[int]) -> dict[str, list[str]]:
-    """Service keys (items.<position>.quantity, or items.<item id> for stock) → item ids."""
+    """Service keys (items.<position in the request>.<field>) → item ids."""
     mapped: dict[str, list[str]] = {}
     for key, messages in errors.items():
         parts = key.split(".")
         if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < len(item_ids):
             name = str(item_ids[int(parts[1])])
-        elif len(parts) == 2 and parts[1].isdigit():
-            name = parts[1]
         else:
             name = key
         mapped.setdefault(name, []).extend(messages)

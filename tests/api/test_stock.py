@@ -167,6 +167,7 @@ def test_partial_dispense_and_a_return(client, pharmacy, db_session):
     assert "Amoxicillin 500 mg" in problem["detail"]
     assert "cần 10" in problem["detail"] and "chỉ còn 7" in problem["detail"]
     assert problem["type"].endswith("/insufficient-stock")
+    assert list(problem["errors"]) == ["items.0.quantity"]
 
     over = client.post(url, json={"items": [{"item_id": item_id, "quantity": 11}]}, headers=headers)
     assert over.status_code == 422 and "items.0.quantity" in over.get_json()["errors"]
@@ -198,6 +199,78 @@ def test_partial_dispense_and_a_return(client, pharmacy, db_session):
     assert (plan["items"][0]["dispensed"], plan["items"][0]["owed"]) == (5, 5)
     history = client.get(f"/api/v1/prescriptions/{rx.id}/dispenses", headers=headers).get_json()
     assert [d["kind"] for d in history] == ["dispense", "dispense", "return"]
+
+
+def test_one_return_cannot_bring_back_more_than_was_handed_out(client, pharmacy, db_session):
+    facility, drug, headers = pharmacy
+    soon = make_lot(db_session, facility, drug, "SOON1", TODAY + dt.timedelta(days=20), 10)
+    late = make_lot(db_session, facility, drug, "LATE", TODAY + dt.timedelta(days=300), 50)
+    rx = make_prescription(db_session, facility, [(drug, 15)])
+    item_id = rx.items[0].id
+    base = f"/api/v1/prescriptions/{rx.id}"
+    for amount in (12, 3):
+        response = client.post(
+            base + "/dispense",
+            json={"items": [{"item_id": item_id, "quantity": amount}]},
+            headers=headers,
+        )
+        assert response.status_code == 201, response.get_json()
+
+    over = client.post(
+        base + "/returns",
+        json={
+            "reason": "trả",
+            "items": [
+                {"item_id": item_id, "quantity": 15},
+                {"item_id": item_id, "quantity": 10, "lot_id": soon.id},
+            ],
+        },
+        headers=headers,
+    )
+    assert over.status_code == 422, over.get_json()
+    assert list(over.get_json()["errors"]) == ["items.0.quantity"]
+    db_session.expire_all()
+    assert (soon.quantity, late.quantity) == (0, 45)
+    plan = client.get(base + "/dispense-plan", headers=headers).get_json()
+    assert (plan["items"][0]["dispensed"], plan["items"][0]["owed"]) == (15, 0)
+    again = client.post(base + "/dispense", json={}, headers=headers)
+    assert again.status_code == 409
+
+    # Everything back at once, lot by lot, is one valid request.
+    back = client.post(
+        base + "/returns",
+        json={
+            "reason": "trả",
+            "items": [
+                {"item_id": item_id, "quantity": 5},
+                {"item_id": item_id, "quantity": 10, "lot_id": soon.id},
+            ],
+        },
+        headers=headers,
+    )
+    assert back.status_code == 201, back.get_json()
+    assert sorted((line["lot_number"], line["quantity"]) for line in back.get_json()["lines"]) == [
+        ("LATE", 5),
+        ("SOON1", 10),
+    ]
+    db_session.expire_all()
+    assert (soon.quantity, late.quantity) == (10, 50)
+
+
+def test_the_same_item_twice_in_one_dispense_is_refused(client, pharmacy, db_session):
+    facility, drug, headers = pharmacy
+    lot = make_lot(db_session, facility, drug, "A1", TODAY + dt.timedelta(days=100), 50)
+    rx = make_prescription(db_session, facility, [(drug, 10)])
+    item_id = rx.items[0].id
+    twice = client.post(
+        f"/api/v1/prescriptions/{rx.id}/dispense",
+        json={"items": [{"item_id": item_id, "quantity": 8}, {"item_id": item_id, "quantity": 8}]},
+        headers=headers,
+    )
+    assert twice.status_code == 422
+    assert list(twice.get_json()["errors"]) == ["items.1.item_id"]
+    db_session.expire_all()
+    assert lot.quantity == 50
 
 
 @pytest.mark.parametrize("role", [Role.DOCTOR, Role.RECEPTIONIST, Role.CASHIER])

@@ -123,7 +123,9 @@ def test_too_little_stock_is_refused_and_changes_nothing(db_session, pharmacy):
     with pytest.raises(Conflict) as refused:
         stock.dispense(db_session, pharmacist, rx.id)
     assert "Not enough stock of Amoxicillin 500 mg: 6 needed, 4 available" in refused.value.detail
-    assert list(refused.value.errors) == [f"items.{rx.items[1].id}"]
+    # Keyed like the other item errors: the position in the request's items, here the
+    # prescription's own items as none were given.
+    assert list(refused.value.errors) == ["items.1.quantity"]
     assert lot_quantity(db_session, a) == 4 and lot_quantity(db_session, p) == 100
     assert db_session.scalar(select(func.count()).select_from(Dispense)) == 0
     assert db_session.scalar(select(func.count()).select_from(StockMovement)) == 0
@@ -286,6 +288,155 @@ def test_more_than_was_handed_out_cannot_come_back(db_session, pharmacy):
         )
         == 0
     )
+
+
+def returns_count(db_session) -> int:
+    return db_session.scalar(
+        select(func.count()).select_from(Dispense).where(Dispense.kind == DispenseKind.RETURN)
+    )
+
+
+@pytest.fixture
+def handed_out_15(db_session, pharmacy):
+    """15 handed out in two dispenses (12 + 3): 10 from SOON1, 5 from LATE."""
+    facility, pharmacist, drug = pharmacy
+    soon = make_lot(db_session, facility, drug, "SOON1", days(20), 10)
+    late = make_lot(db_session, facility, drug, "LATE", days(300), 50)
+    rx = make_prescription(db_session, facility, [(drug, 15)])
+    item = rx.items[0]
+    stock.dispense(db_session, pharmacist, rx.id, [DispenseQuantity(item.id, Decimal(12))])
+    stock.dispense(db_session, pharmacist, rx.id, [DispenseQuantity(item.id, Decimal(3))])
+    assert lot_quantity(db_session, soon) == 0 and lot_quantity(db_session, late) == 45
+    return pharmacist, rx, item, soon, late
+
+
+def test_the_entries_of_one_return_count_together(db_session, handed_out_15):
+    pharmacist, rx, item, soon, late = handed_out_15
+    # Each entry alone fits (15 out in all, 10 out from SOON1); together they are 25.
+    with pytest.raises(ValidationFailed) as refused:
+        stock.return_units(
+            db_session,
+            pharmacist,
+            rx.id,
+            [ReturnQuantity(item.id, Decimal(15)), ReturnQuantity(item.id, Decimal(10), soon.id)],
+            reason="trả",
+        )
+    assert list(refused.value.errors) == ["items.0.quantity"]
+    assert "the 25 listed in all" in refused.value.errors["items.0.quantity"][0]
+    assert lot_quantity(db_session, soon) == 0 and lot_quantity(db_session, late) == 45
+    assert returns_count(db_session) == 0
+    [item_plan] = stock.dispense_plan(db_session, pharmacist, rx.id).items
+    assert item_plan.dispensed == 15 and item_plan.owed == 0
+
+
+def test_unnamed_units_go_only_to_what_the_named_lots_leave(db_session, handed_out_15):
+    pharmacist, rx, item, soon, late = handed_out_15
+    # LATE had only 5 out: named, it takes them all, so the unnamed 5 go to SOON1 and not
+    # (as the latest lot taken) to LATE as well.
+    back = stock.return_units(
+        db_session,
+        pharmacist,
+        rx.id,
+        [ReturnQuantity(item.id, Decimal(5)), ReturnQuantity(item.id, Decimal(5), late.id)],
+        reason="trả",
+    )
+    assert sorted(taken(back)) == [("LATE", 5), ("SOON1", 5)]
+    assert lot_quantity(db_session, late) == 50 and lot_quantity(db_session, soon) == 5
+    # A named lot and the unnamed rest reaching the same lot make one line of it.
+    again = stock.return_units(
+        db_session,
+        pharmacist,
+        rx.id,
+        [ReturnQuantity(item.id, Decimal(2), soon.id), ReturnQuantity(item.id, Decimal(3))],
+        reason="trả",
+    )
+    assert taken(again) == [("SOON1", 5)]
+    assert lot_quantity(db_session, soon) == 10
+    # All 15 are back: not one more unit, named or not.
+    for entries in (
+        [ReturnQuantity(item.id, Decimal(1))],
+        [ReturnQuantity(item.id, Decimal(1), soon.id)],
+    ):
+        with pytest.raises(ValidationFailed):
+            stock.return_units(db_session, pharmacist, rx.id, entries, reason="trả")
+    [item_plan] = stock.dispense_plan(db_session, pharmacist, rx.id).items
+    assert item_plan.dispensed == 0 and item_plan.owed == 15
+
+
+def test_a_lot_never_gets_back_more_than_it_gave(db_session, handed_out_15):
+    pharmacist, rx, item, soon, late = handed_out_15
+    stock.return_units(
+        db_session, pharmacist, rx.id, [ReturnQuantity(item.id, Decimal(4), late.id)], reason="x"
+    )
+    # 1 left out from LATE, 10 from SOON1: 6 named for LATE is refused on that entry.
+    with pytest.raises(ValidationFailed) as refused:
+        stock.return_units(
+            db_session,
+            pharmacist,
+            rx.id,
+            [ReturnQuantity(item.id, Decimal(6), late.id), ReturnQuantity(item.id, Decimal(5))],
+            reason="x",
+        )
+    assert list(refused.value.errors) == ["items.0.quantity"]
+    assert "only 1 handed out from this lot" in refused.value.errors["items.0.quantity"][0]
+    assert lot_quantity(db_session, late) == 49 and lot_quantity(db_session, soon) == 0
+
+
+def test_the_same_item_and_lot_twice_in_one_return_is_refused(db_session, handed_out_15):
+    pharmacist, rx, item, soon, _late = handed_out_15
+    unnamed = ReturnQuantity(item.id, Decimal(1))
+    named = ReturnQuantity(item.id, Decimal(1), soon.id)
+    for entries in ([unnamed, unnamed], [named, named]):
+        with pytest.raises(ValidationFailed) as refused:
+            stock.return_units(db_session, pharmacist, rx.id, entries, reason="x")
+        assert "listed twice" in refused.value.errors["items.1.item_id"][0]
+    assert returns_count(db_session) == 0
+
+
+def test_the_same_item_twice_in_one_dispense_is_refused(db_session, pharmacy):
+    facility, pharmacist, drug = pharmacy
+    lot = make_lot(db_session, facility, drug, "A1", days(30), 100)
+    rx = make_prescription(db_session, facility, [(drug, 10)])
+    item = rx.items[0]
+    # Each entry alone is within the 10 owed; together they would hand out 16.
+    with pytest.raises(ValidationFailed) as twice:
+        stock.dispense(
+            db_session,
+            pharmacist,
+            rx.id,
+            [DispenseQuantity(item.id, Decimal(8)), DispenseQuantity(item.id, Decimal(8))],
+        )
+    assert list(twice.value.errors) == ["items.1.item_id"]
+    # Also when the first entry was itself refused.
+    with pytest.raises(ValidationFailed) as after_bad:
+        stock.dispense(
+            db_session,
+            pharmacist,
+            rx.id,
+            [DispenseQuantity(item.id, Decimal(11)), DispenseQuantity(item.id, Decimal(5))],
+        )
+    assert set(after_bad.value.errors) == {"items.0.quantity", "items.1.item_id"}
+    assert lot_quantity(db_session, lot) == 100
+    assert db_session.scalar(select(func.count()).select_from(Dispense)) == 0
+
+
+def test_a_short_item_is_keyed_by_its_place_in_the_request(db_session, pharmacy):
+    facility, pharmacist, drug = pharmacy
+    paracetamol = make_drug(db_session, facility, "PARA500", "Paracetamol")
+    make_lot(db_session, facility, drug, "A1", days(30), 4)
+    make_lot(db_session, facility, paracetamol, "P1", days(30), 100)
+    rx = make_prescription(db_session, facility, [(paracetamol, 10), (drug, 6)])
+    para, amox = rx.items
+    with pytest.raises(Conflict) as refused:
+        stock.dispense(
+            db_session,
+            pharmacist,
+            rx.id,
+            [DispenseQuantity(amox.id, Decimal(6)), DispenseQuantity(para.id, Decimal(10))],
+        )
+    assert refused.value.code == "insufficient-stock"
+    assert list(refused.value.errors) == ["items.0.quantity"]
+    assert "Not enough stock of Amoxicillin" in refused.value.errors["items.0.quantity"][0]
 
 
 # --- which prescriptions, and who ---------------------------------------------------------------
