@@ -132,6 +132,25 @@ def make_setting(session, *, facility_code: str = "91001", patient: Patient | No
     return Setting(facility, doctor, patient, encounter, drugs, icd)
 
 
+def next_encounter(session, s: Setting) -> Encounter:
+    """Another visit of the same patient with the same doctor: a prescription there does not
+    meet the duplicate-ingredient rule of the first encounter's prescriptions."""
+    first = s.encounter
+    visit = VisitFactory(facility_id=s.facility.id, patient_id=s.patient.id, room_id=first.room_id)
+    encounter = Encounter(
+        visit_id=visit.id,
+        facility_id=s.facility.id,
+        patient_id=s.patient.id,
+        room_id=first.room_id,
+        doctor_id=s.doctor.id,
+        reason="Tái khám",
+    )
+    session.add(encounter)
+    session.flush()
+    add_diagnosis(session, encounter, s.icd, "J06.9", main=True)
+    return encounter
+
+
 def small_child(session, *, months: int = 30, guardian: str | None = None) -> Patient:
     today = local_today()
     year, month = divmod(today.year * 12 + today.month - 1 - months, 12)

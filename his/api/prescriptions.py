@@ -7,10 +7,11 @@ from decimal import Decimal
 
 import marshmallow as ma
 from flask.views import MethodView
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from his.api.blueprint import Blueprint
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
 from his.models import PrescriptionStatus, PrescriptionType, TreatmentCourse
@@ -39,6 +40,27 @@ class PlainDecimal(fields.Field):
         return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def _decimals(places: int):
+    """A number stored with ``places`` decimals: more is refused with a message that says
+    so, instead of being rounded (0.0001 would become 0)."""
+    smallest = Decimal(1).scaleb(-places)
+
+    def check(value: Decimal) -> None:
+        # normalize(): 1.500 has three decimals written but only one that counts.
+        if value.normalize().as_tuple().exponent < -places:
+            raise ma.ValidationError(
+                str(
+                    _l(
+                        "At most %(places)s decimals: the smallest value is %(smallest)s.",
+                        places=places,
+                        smallest=f"{smallest:f}",
+                    )
+                )
+            )
+
+    return check
+
+
 class RxItemInSchema(ma.Schema):
     drug_code = fields.String(
         required=True,
@@ -47,17 +69,17 @@ class RxItemInSchema(ma.Schema):
     )
     dose = fields.Decimal(
         required=True,
-        places=3,
-        validate=validate.Range(min=0, min_inclusive=False, max=10000),
-        metadata={"description": "Units per take"},
+        validate=[_decimals(3), validate.Range(min=0, min_inclusive=False, max=10000)],
+        metadata={"description": "Units per take, at most 3 decimals"},
     )
-    times_per_day = fields.Integer(required=True, validate=validate.Range(min=1, max=24))
-    days = fields.Integer(required=True, validate=validate.Range(min=1, max=366))
+    times_per_day = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=24)
+    )
+    days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=366))
     route = fields.String(validate=validate.Length(max=50), **STR)
     instructions = fields.String(validate=validate.Length(max=500), **STR)
     quantity = fields.Decimal(
-        places=3,
-        validate=validate.Range(min=0, min_inclusive=False, max=1000000),
+        validate=[_decimals(3), validate.Range(min=0, min_inclusive=False, max=1000000)],
         metadata={"description": "Default: dose × times_per_day × days, rounded up"},
         **STR,
     )
@@ -74,9 +96,12 @@ class PrescriptionInSchema(ma.Schema):
     )
     course = fields.Enum(TreatmentCourse, by_value=True, load_default=TreatmentCourse.ACUTE)
     weight_kg = fields.Decimal(
-        places=2, validate=validate.Range(min=0, min_inclusive=False, max=500), allow_none=True
+        validate=[_decimals(2), validate.Range(min=0, min_inclusive=False, max=500)],
+        allow_none=True,
     )
-    age_months = fields.Integer(validate=validate.Range(min=0, max=1800), allow_none=True)
+    age_months = fields.Integer(
+        strict=True, validate=validate.Range(min=0, max=1800), allow_none=True
+    )
     guardian_name = fields.String(validate=validate.Length(max=200), allow_none=True)
     guardian_id_number = fields.String(validate=validate.Length(max=20), allow_none=True)
     advice = fields.String(validate=validate.Length(max=2000), allow_none=True)

@@ -119,6 +119,8 @@ class SubmissionStatus(enum.StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
     REJECTED = "rejected"  # the national system refused it; needs a person
+    # Replaced before the national system accepted it: never to be sent.
+    WITHDRAWN = "withdrawn"
 
 
 class EPrescriptionSubmission(Base):

@@ -8,9 +8,13 @@ due; a network fault or a server error (5xx, 429) schedules another try with exp
 backoff, so a prescription is retried until the system accepts it, and a refusal (4xx) is
 kept for a person to look at. The system's answer is stored either way.
 
+A replaced prescription that the system has not accepted yet is withdrawn (never sent);
+one it has accepted is named by its replacement's payload.
+
 The field names follow the payloads of public integrations (DOMAIN.md §3.2); the endpoint
-path, the authentication and the sex codes are not confirmed by an official text **[verify]**
-against the connection specification before production.
+path, the authentication, the sex codes and the field naming the replaced prescription
+(``ma_don_thuoc_thay_the``) are not confirmed by an official text **[verify]** against the
+connection specification before production.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from his.models import (
     EPrescriptionSubmission,
     IdentifierType,
     Prescription,
+    PrescriptionStatus,
     Sex,
     SubmissionStatus,
     User,
@@ -80,6 +85,37 @@ def _guardian(rx: Prescription) -> str:
     return rx.guardian_name
 
 
+def locked_submission(session: Session, prescription_id: int) -> EPrescriptionSubmission | None:
+    """The submission of a prescription, its row held (PostgreSQL) until the commit."""
+    return session.scalar(
+        select(EPrescriptionSubmission)
+        .where(EPrescriptionSubmission.prescription_id == prescription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def withdraw(submission: EPrescriptionSubmission) -> None:
+    """The prescription was replaced: unless the system already accepted it, it is never
+    sent (an accepted one is named by the replacement instead)."""
+    if submission.status is not SubmissionStatus.ACCEPTED:
+        submission.status = SubmissionStatus.WITHDRAWN
+
+
+def replaced_code(session: Session, rx: Prescription) -> str:
+    """The code of the prescription ``rx`` replaces, when the national system holds it."""
+    if rx.replaces_id is None:
+        return ""
+    row = session.execute(
+        select(Prescription.code, EPrescriptionSubmission.status)
+        .join(EPrescriptionSubmission, EPrescriptionSubmission.prescription_id == Prescription.id)
+        .where(Prescription.id == rx.replaces_id)
+    ).first()
+    if row is None or row.status is not SubmissionStatus.ACCEPTED:
+        return ""
+    return row.code or ""
+
+
 def build_payload(session: Session, rx: Prescription) -> dict[str, Any]:
     """The submission of a signed prescription, as the national system expects it."""
     patient = rx.patient
@@ -113,6 +149,8 @@ def build_payload(session: Session, rx: Prescription) -> dict[str, Any]:
             for d in diagnoses
         ],
         "luu_y": rx.replacement_reason or "",
+        # [verify] the field name: the accepted prescription this one replaces.
+        "ma_don_thuoc_thay_the": replaced_code(session, rx),
         "dot_dung_thuoc": 1,
         "thong_tin_don_thuoc": [
             {
@@ -229,14 +267,17 @@ def due(session: Session, now: dt.datetime, limit: int) -> list[EPrescriptionSub
     return list(
         session.scalars(
             select(EPrescriptionSubmission)
+            .join(Prescription, Prescription.id == EPrescriptionSubmission.prescription_id)
             .where(
                 EPrescriptionSubmission.status == SubmissionStatus.PENDING,
                 EPrescriptionSubmission.next_attempt_at <= now,
+                # Replacing withdraws the submission; this holds even if a row escaped that.
+                Prescription.status == PrescriptionStatus.SIGNED,
             )
             .order_by(EPrescriptionSubmission.next_attempt_at, EPrescriptionSubmission.id)
             .limit(limit)
             # Several senders may run: each takes rows the others have not locked.
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=EPrescriptionSubmission)
         )
     )
 
@@ -262,7 +303,10 @@ def send_pending(
             error = None
         except EPrescriptionUnavailable as exc:
             answer, error = None, str(exc)[:_ERROR_MAX]
-        submission = session.get(EPrescriptionSubmission, submission_id)
+        # Read again under lock: the prescription may have been replaced meanwhile.
+        submission = session.get(
+            EPrescriptionSubmission, submission_id, with_for_update=True, populate_existing=True
+        )
         assert submission is not None
         _record(submission, answer, error, now, report)
         session.commit()
@@ -276,6 +320,9 @@ def _record(
     now: dt.datetime,
     report: SendReport,
 ) -> None:
+    if submission.status is SubmissionStatus.WITHDRAWN:
+        _record_withdrawn(submission, answer, error, now, report)
+        return
     if answer is None:
         submission.last_error = error
         submission.next_attempt_at = now + backoff(submission.attempts)
@@ -300,6 +347,29 @@ def _record(
     log.warning(
         "eprescription.rejected", submission_id=submission.id, status_code=answer.status_code
     )
+
+
+def _record_withdrawn(
+    submission: EPrescriptionSubmission,
+    answer: Answer | None,
+    error: str | None,
+    now: dt.datetime,
+    report: SendReport,
+) -> None:
+    """Replaced while it was being sent. Not sent again; but if the system accepted it, it
+    holds a prescription the replacement does not name, and a person must cancel it there."""
+    if answer is None or not answer.accepted:
+        submission.last_error = error or (f"HTTP {answer.status_code}" if answer else None)
+        if answer is not None:
+            submission.response = answer.body
+        report.rejected += 1
+        return
+    submission.response = answer.body
+    submission.status = SubmissionStatus.ACCEPTED
+    submission.accepted_at = now
+    submission.last_error = "accepted after its prescription was replaced: cancel it there"
+    report.accepted += 1
+    log.error("eprescription.accepted_after_replacement", submission_id=submission.id)
 
 
 def pending_count(session: Session) -> int:

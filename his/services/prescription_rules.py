@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from his.models import Drug, PrescriptionType, RxClass, TreatmentCourse
 from his.partial_date import PartialDate
 from his.services import catalogs
+from his.services.encounters import VITAL_RANGES
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -42,6 +43,8 @@ PSYCHOTROPIC_DAYS = "psychotropic-days"
 CHILD_AGE_MONTHS = "child-age-months"
 CHILD_WEIGHT = "child-weight"
 CHILD_GUARDIAN = "child-guardian"
+AGE_MONTHS_MISMATCH = "age-months-mismatch"
+WEIGHT_IMPLAUSIBLE = "weight-implausible"
 ALLERGY = "allergy"
 QUANTITY_REASON = "quantity-reason"
 
@@ -95,6 +98,14 @@ class ItemFacts:
 
 
 @dataclass(frozen=True)
+class OtherItem:
+    """A drug on another live prescription (draft or signed) of the same encounter."""
+
+    code: str | None  # the other prescription's code; None while it is a draft
+    active_ingredient: str
+
+
+@dataclass(frozen=True)
 class RxFacts:
     on: dt.date
     course: TreatmentCourse
@@ -105,6 +116,7 @@ class RxFacts:
     age_months: int | None = None
     weight_kg: Decimal | None = None
     guardian_name: str | None = None
+    other_items: tuple[OtherItem, ...] = ()
 
 
 def item_facts(
@@ -197,8 +209,35 @@ def duplicate_ingredient(facts: RxFacts) -> list[Violation]:
                 line=earlier + 1,
             )
             found.append(Violation(DUPLICATE_INGREDIENT, _at(i, "drug_code"), str(message)))
+        else:
+            # Split over two prescriptions of one visit, the same ingredient is still doubled.
+            other = next(
+                (
+                    o
+                    for o in facts.other_items
+                    if catalogs.ingredient_keys(o.active_ingredient) & keys
+                ),
+                None,
+            )
+            if other is not None:
+                message = _elsewhere(item, other)
+                found.append(Violation(DUPLICATE_INGREDIENT, _at(i, "drug_code"), str(message)))
         seen.append((i, keys))
     return found
+
+
+def _elsewhere(item: ItemFacts, other: OtherItem):
+    assert item.drug is not None
+    if other.code:
+        return _l(
+            "%(ingredient)s is already prescribed on prescription %(code)s of this encounter.",
+            ingredient=item.drug.active_ingredient,
+            code=other.code,
+        )
+    return _l(
+        "%(ingredient)s is already on a draft prescription of this encounter.",
+        ingredient=item.drug.active_ingredient,
+    )
 
 
 def days_limit(facts: RxFacts) -> list[Violation]:
@@ -323,6 +362,44 @@ def small_child(facts: RxFacts) -> list[Violation]:
     return found
 
 
+def age_months_agree(facts: RxFacts) -> list[Violation]:
+    """The age in months is printed and sent to the national system: when the birth date is
+    known to the month it must agree with it. One month either way is allowed, the day of
+    birth may be unknown."""
+    if facts.age_months is None or facts.birth.month is None:
+        return []
+    # The unknown day of birth: months_on takes the last day of the month, the first day may
+    # give one month more.
+    fewest = facts.birth.months_on(facts.on)
+    first_day = facts.birth.earliest()
+    most = PartialDate(first_day.year, first_day.month, first_day.day).months_on(facts.on)
+    if fewest - 1 <= facts.age_months <= most + 1:
+        return []
+    expected = str(fewest) if fewest == most else f"{fewest}–{most}"
+    message = _l(
+        "The age of %(given)s months does not agree with the date of birth %(birth)s "
+        "(%(expected)s months).",
+        given=facts.age_months,
+        birth=facts.birth.display(),
+        expected=expected,
+    )
+    return [Violation(AGE_MONTHS_MISMATCH, "age_months", str(message))]
+
+
+def weight_plausible(facts: RxFacts) -> list[Violation]:
+    """The plausible range of the vital signs: outside it the weight was surely mistyped."""
+    plausible = VITAL_RANGES["weight"]
+    if facts.weight_kg is None or plausible.low <= facts.weight_kg <= plausible.high:
+        return []
+    message = _l(
+        "A weight of %(weight)s kg is not plausible: between %(low)s and %(high)s kg.",
+        weight=_plain(Decimal(facts.weight_kg)),
+        low=_plain(plausible.low),
+        high=_plain(plausible.high),
+    )
+    return [Violation(WEIGHT_IMPLAUSIBLE, "weight_kg", str(message))]
+
+
 def allergy(facts: RxFacts) -> list[Violation]:
     allergies = [(text, catalogs.ingredient_keys(text)) for text in facts.allergies]
     found = []
@@ -381,6 +458,8 @@ RULES: tuple[Rule, ...] = (
     days_limit,
     controlled_days,
     small_child,
+    age_months_agree,
+    weight_plausible,
     quantity_reason,
 )
 

@@ -32,6 +32,7 @@ from his.models import (
     Drug,
     Encounter,
     EncounterStatus,
+    EPrescriptionSubmission,
     Facility,
     Patient,
     Prescription,
@@ -113,12 +114,19 @@ def _visible(principal: Principal):
     return select(Prescription).where(Prescription.facility_id == principal.facility_id)
 
 
-def _load(session: Session, principal: Principal, prescription_id: int) -> Prescription:
-    rx = session.scalar(
+def _load(
+    session: Session, principal: Principal, prescription_id: int, *, lock: bool = False
+) -> Prescription:
+    """``lock`` holds the row (PostgreSQL) as dispensing does, so a replacement and a
+    dispense of one prescription queue up instead of both succeeding."""
+    stmt = (
         _visible(principal)
         .where(Prescription.id == prescription_id)
         .options(selectinload(Prescription.items).selectinload(PrescriptionItem.drug))
     )
+    if lock:
+        stmt = stmt.with_for_update(of=Prescription).execution_options(populate_existing=True)
+    rx = session.scalar(stmt)
     if rx is None:
         raise NotFound(str(_l("No prescription has this id at your facility.")))
     return rx
@@ -166,6 +174,23 @@ def list_for_encounter(
     )
 
 
+def diagnoses_as_signed(session: Session, rx: Prescription) -> list[dict[str, str]] | None:
+    """The diagnoses a signed prescription was issued for, as its stored submission holds
+    them: an amendment of the encounter after signing does not change the prescription.
+    None for a draft."""
+    payload = session.scalar(
+        select(EPrescriptionSubmission.payload).where(
+            EPrescriptionSubmission.prescription_id == rx.id
+        )
+    )
+    if payload is None:
+        return None
+    return [
+        {"icd10_code": d["ma_chan_doan"], "title": d["ten_chan_doan"]}
+        for d in payload.get("chan_doan", [])
+    ]
+
+
 # --- computing -------------------------------------------------------------------------------
 
 
@@ -194,6 +219,14 @@ def drug_name(drug: Drug) -> str:
     return f"{text} ({brand})" if brand else text
 
 
+# Doses and quantities are stored with 3 decimals: a finer number would be rounded, 0.0001 to 0.
+_TOO_FINE = _l("At most 3 decimals: the smallest value is 0.001.")
+
+
+def _too_fine(number: Decimal) -> bool:
+    return Decimal(number).normalize().as_tuple().exponent < -3
+
+
 def _plain_input_errors(items: list[ItemInput]) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if not items:
@@ -205,6 +238,8 @@ def _plain_input_errors(items: list[ItemInput]) -> dict[str, list[str]]:
             errors[f"items.{i}.drug_code"] = [str(_l("Choose a drug."))]
         if item.dose is None or item.dose <= 0:
             errors[f"items.{i}.dose"] = [str(_l("The dose must be more than 0."))]
+        elif _too_fine(item.dose):
+            errors[f"items.{i}.dose"] = [str(_TOO_FINE)]
         if item.times_per_day is None or not 1 <= item.times_per_day <= 24:
             errors[f"items.{i}.times_per_day"] = [str(_l("Between 1 and 24 takes a day."))]
         if item.days is None or not 1 <= item.days <= MAX_DAYS:
@@ -213,6 +248,8 @@ def _plain_input_errors(items: list[ItemInput]) -> dict[str, list[str]]:
             ]
         if item.quantity is not None and item.quantity <= 0:
             errors[f"items.{i}.quantity"] = [str(_l("The quantity must be more than 0."))]
+        elif item.quantity is not None and _too_fine(item.quantity):
+            errors[f"items.{i}.quantity"] = [str(_TOO_FINE)]
     return errors
 
 
@@ -223,7 +260,10 @@ def _facts(
     encounter: Encounter,
     patient: Patient,
     data: PrescriptionInput,
+    exclude: tuple[int | None, ...] = (),
 ) -> tuple[rules.RxFacts, list[ComputedItem]]:
+    """``exclude``: the prescription itself and the one it replaces, whose drugs are not
+    "another prescription" of the encounter."""
     item_facts, computed = [], []
     for item in data.items:
         code = item.drug_code.strip()
@@ -269,8 +309,29 @@ def _facts(
         age_months=data.age_months,
         weight_kg=data.weight_kg,
         guardian_name=data.guardian_name,
+        other_items=_other_items(session, encounter.id, exclude),
     )
     return facts, computed
+
+
+def _other_items(
+    session: Session, encounter_id: int, exclude: tuple[int | None, ...]
+) -> tuple[rules.OtherItem, ...]:
+    """The drugs of the encounter's other live prescriptions, drafts and signed ones."""
+    stmt = (
+        select(Prescription.code, Drug.active_ingredient)
+        .join(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
+        .join(Drug, Drug.id == PrescriptionItem.drug_id)
+        .where(
+            Prescription.encounter_id == encounter_id,
+            Prescription.status.in_((PrescriptionStatus.DRAFT, PrescriptionStatus.SIGNED)),
+        )
+        .order_by(Prescription.id, PrescriptionItem.position)
+    )
+    ids = [i for i in exclude if i is not None]
+    if ids:
+        stmt = stmt.where(Prescription.id.not_in(ids))
+    return tuple(rules.OtherItem(code, ingredient) for code, ingredient in session.execute(stmt))
 
 
 def prefill(session: Session, encounter: Encounter, on: dt.date) -> dict[str, object]:
@@ -304,8 +365,12 @@ def validate(
     data: PrescriptionInput,
     *,
     today: dt.date | None = None,
+    prescription_id: int | None = None,
+    replaces_id: int | None = None,
 ) -> tuple[list[rules.Violation], list[ComputedItem]]:
-    """A dry run: the violations and computed quantities, nothing saved."""
+    """A dry run: the violations and computed quantities, nothing saved. ``prescription_id``
+    is the draft being edited, ``replaces_id`` the prescription being replaced: their own
+    drugs do not count as prescribed elsewhere in the encounter."""
     principal.require_any(*PRESCRIBER_ROLES)
     encounter = _encounter(session, principal, encounter_id)
     on = today or local_date(utcnow())
@@ -313,7 +378,15 @@ def validate(
     if errors:
         raise ValidationFailed(str(_l("The prescription could not be checked.")), errors=errors)
     data = _with_prefill(session, encounter, data, on)
-    facts, computed = _facts(session, principal.facility_id, on, encounter, encounter.patient, data)
+    facts, computed = _facts(
+        session,
+        principal.facility_id,
+        on,
+        encounter,
+        encounter.patient,
+        data,
+        exclude=(prescription_id, replaces_id),
+    )
     return rules.check(facts), computed
 
 
@@ -321,7 +394,15 @@ def check_stored(session: Session, rx: Prescription, *, today: dt.date | None = 
     on = today or local_date(utcnow())
     encounter = session.get(Encounter, rx.encounter_id)
     assert encounter is not None
-    facts, _ = _facts(session, rx.facility_id, on, encounter, rx.patient, _input_of(rx))
+    facts, _ = _facts(
+        session,
+        rx.facility_id,
+        on,
+        encounter,
+        rx.patient,
+        _input_of(rx),
+        exclude=(rx.id, rx.replaces_id),
+    )
     return rules.check(facts)
 
 
@@ -365,7 +446,15 @@ def _fill(
     errors = _plain_input_errors(data.items)
     if errors:
         raise ValidationFailed(str(_l("The prescription could not be saved.")), errors=errors)
-    facts, computed = _facts(session, rx.facility_id, on, encounter, encounter.patient, data)
+    facts, computed = _facts(
+        session,
+        rx.facility_id,
+        on,
+        encounter,
+        encounter.patient,
+        data,
+        exclude=(rx.id, rx.replaces_id),
+    )
     violations = rules.check(facts)
     missing = [v for v in violations if v.rule in (rules.DRUG_NOT_IN_CATALOG, rules.DRUG_INACTIVE)]
     if missing:
@@ -626,9 +715,12 @@ def replace(
     now: dt.datetime | None = None,
 ) -> Prescription:
     """Issues and signs a new prescription in place of a signed one, which is kept, marked
-    replaced. Allowed after the encounter is finished: that is when errors are found."""
+    replaced. Allowed after the encounter is finished: that is when errors are found.
+
+    The old one's e-prescription submission, if not accepted yet, is withdrawn so only the
+    new one reaches the national system; if it was accepted, the new payload names it."""
     principal.require_any(*PRESCRIBER_ROLES)
-    old = _load(session, principal, prescription_id)
+    old = _load(session, principal, prescription_id, lock=True)
     if old.status is not PrescriptionStatus.SIGNED:
         raise Conflict(
             str(_l("Only a signed prescription can be replaced.")),
@@ -644,6 +736,9 @@ def replace(
         raise Conflict(str(_l("This prescription has been dispensed; it cannot be replaced.")))
     now = now or utcnow()
     encounter = _encounter(session, principal, old.encounter_id)
+    # Held from here: whether the old one was accepted decides the new payload, and a
+    # sender must not record an answer for it in between.
+    old_submission = eprescription.locked_submission(session, old.id)
     new = Prescription(
         encounter_id=old.encounter_id,
         facility_id=old.facility_id,
@@ -676,6 +771,8 @@ def replace(
     )
     _sign(session, principal, new, now)
     old.status = PrescriptionStatus.REPLACED
+    if old_submission is not None:
+        eprescription.withdraw(old_submission)
     audit.record_change(
         session, principal, "Prescription", old.id, old.patient_id, f"replaced by {new.id}"
     )

@@ -77,6 +77,7 @@ SUBMISSION_NAMES = {
     SubmissionStatus.PENDING: _l("waiting to be sent"),
     SubmissionStatus.ACCEPTED: _l("sent and accepted"),
     SubmissionStatus.REJECTED: _l("refused: needs a person to look at it"),
+    SubmissionStatus.WITHDRAWN: _l("withdrawn: replaced before it was sent"),
 }
 COURSE_NAMES = {
     TreatmentCourse.ACUTE: _l("Acute"),
@@ -425,7 +426,12 @@ def check():
         )
     try:
         violations, computed = service.validate(
-            db_session(), principal(), encounter_id, parsed.data
+            db_session(),
+            principal(),
+            encounter_id,
+            parsed.data,
+            prescription_id=request.args.get("prescription_id", type=int),
+            replaces_id=request.args.get("replaces_id", type=int),
         )
     except ValidationFailed as exc:
         return render_template(
@@ -575,7 +581,9 @@ def print_page(prescription_id: int):
     rx = checked.prescription
     facility = db_session().get(Facility, rx.facility_id)
     encounter = service.encounter_for(db_session(), principal(), rx.encounter_id)
-    diagnoses = sorted(encounter.diagnoses, key=lambda d: (not d.is_main, d.position))
+    diagnoses = service.diagnoses_as_signed(db_session(), rx)
+    if diagnoses is None:  # a draft: what the encounter says now
+        diagnoses = sorted(encounter.diagnoses, key=lambda d: (not d.is_main, d.position))
     return render_template(
         "prescribing/print.html",
         rx=rx,

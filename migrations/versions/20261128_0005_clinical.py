@@ -554,6 +554,7 @@ def upgrade() -> None:
                 "pending",
                 "accepted",
                 "rejected",
+                "withdrawn",
                 name="submission_status",
                 native_enum=False,
                 create_constraint=True,

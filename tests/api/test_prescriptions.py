@@ -193,3 +193,31 @@ def test_cancel_a_draft(client, s, doctor):
 
 def test_unauthenticated_is_401(client, s):
     assert _create(client, s, {}).status_code == 401
+
+
+def test_numbers_of_the_wrong_kind_are_refused_not_truncated(client, s, doctor):
+    english = {**doctor, "Accept-Language": "en"}
+    for wrong in ({"days": 2.5}, {"times_per_day": 2.5}, {"days": "3"}):
+        response = _create(client, s, english, item(**wrong))
+        assert response.status_code == 422, (wrong, response.get_json())
+    assert _create(client, s, english, age_months=20.5).status_code == 422
+    fine = _create(client, s, english, item(dose="0.0001"))
+    assert fine.status_code == 422
+    text = str(fine.get_json())
+    assert "At most 3 decimals: the smallest value is 0.001." in text
+    assert "greater than" not in text
+    assert _create(client, s, english, item(dose="0.001")).status_code == 201
+
+
+def test_age_in_months_against_the_birth_month(client, db_session, login_token):
+    from tests.factories import PatientFactory
+
+    child = PatientFactory(birth_year=2022, birth_month=4, guardian_name="Nguyễn Thị Mẹ")
+    s = make_setting(db_session, patient=child)
+    headers = {**login_token(s.doctor.username), "Accept-Language": "en"}
+    body = _create(client, s, headers, age_months=900, weight_kg="17.5").get_json()
+    assert [v["rule"] for v in body["violations"]] == ["age-months-mismatch"]
+    response = client.post(f"/api/v1/prescriptions/{body['id']}/sign", headers=headers)
+    assert response.status_code == 422
+    [message] = response.get_json()["errors"]["age_months"]
+    assert "900" in message and "04/2022" in message

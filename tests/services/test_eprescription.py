@@ -347,3 +347,61 @@ def test_a_sender_that_dies_mid_round_leaves_the_claim_to_the_next(db_session):
         later = NOW + eprescription.CLAIM_LEASE
         assert eprescription.send_pending(db_session, client, later).accepted == 1
     assert submission.status is SubmissionStatus.ACCEPTED and submission.attempts == 2
+
+
+def _replace(db_session, s, old, now=NOW):
+    doctor = Principal.for_user(s.doctor)
+    data = service.PrescriptionInput(items=[service.ItemInput("PARA500", Decimal(1), 2, 5)])
+    return service.replace(db_session, doctor, old.id, "Sai liều", data, now=now)
+
+
+def test_a_replaced_prescription_not_yet_accepted_is_withdrawn_and_never_sent(db_session):
+    s = make_setting(db_session)
+    old = _signed(db_session, s)
+    new = _replace(db_session, s, old)
+    assert _submission(db_session, old).status is SubmissionStatus.WITHDRAWN
+    assert _submission(db_session, new).payload["ma_don_thuoc_thay_the"] == ""
+    with FakeEPrescription() as system:
+        client = eprescription.EPrescriptionClient(system.url, system.username, system.password)
+        report = eprescription.send_pending(db_session, client, NOW + dt.timedelta(days=1))
+        assert [r.body["ma_don_thuoc"] for r in system.received] == [new.code]
+    assert (report.accepted, report.total) == (1, 1)
+    assert _submission(db_session, old).status is SubmissionStatus.WITHDRAWN
+    assert _submission(db_session, old).attempts == 0
+
+
+def test_replacing_an_accepted_prescription_names_it_in_the_new_payload(db_session):
+    s = make_setting(db_session)
+    old = _signed(db_session, s)
+    with FakeEPrescription() as system:
+        client = eprescription.EPrescriptionClient(system.url, system.username, system.password)
+        assert eprescription.send_pending(db_session, client, NOW).accepted == 1
+        new = _replace(db_session, s, old)
+        assert eprescription.send_pending(db_session, client, NOW).accepted == 1
+        sent = [r.body for r in system.received]
+    assert [b["ma_don_thuoc"] for b in sent] == [old.code, new.code]
+    assert sent[1]["ma_don_thuoc_thay_the"] == old.code
+    assert _submission(db_session, old).status is SubmissionStatus.ACCEPTED
+
+
+def test_replaced_while_being_sent_is_recorded_and_flagged(db_session):
+    """A sender claimed the old one and the doctor replaced it before the answer came: the
+    system holds it, so it is recorded as accepted, with a note for a person."""
+    s = make_setting(db_session)
+    old = _signed(db_session, s)
+    replaced = []
+
+    class ReplacingMidway(eprescription.EPrescriptionClient):
+        def submit(self, payload):
+            if not replaced:
+                replaced.append(_replace(db_session, s, old))
+            return super().submit(payload)
+
+    with FakeEPrescription() as system:
+        client = ReplacingMidway(system.url, system.username, system.password)
+        assert eprescription.send_pending(db_session, client, NOW).accepted == 1
+        assert [r.body["ma_don_thuoc"] for r in system.received] == [old.code]
+    submission = _submission(db_session, old)
+    assert submission.status is SubmissionStatus.ACCEPTED
+    assert "replaced" in submission.last_error
+    assert _submission(db_session, replaced[0]).status is SubmissionStatus.PENDING

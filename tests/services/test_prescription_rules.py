@@ -283,3 +283,38 @@ def test_every_rule_runs_in_check():
     )
     found = {v.rule for v in rules.check(broken)}
     assert {rules.DAYS_OVER_LIMIT, rules.DRUG_NOT_IN_CATALOG, rules.CHILD_WEIGHT} <= found
+
+
+def test_the_same_ingredient_on_another_prescription_of_the_encounter():
+    losartan = drug("Losartan")
+    signed = facts(line(losartan), other_items=(rules.OtherItem("91001abcdefg-c", "Losartan"),))
+    [found] = rules.duplicate_ingredient(signed)
+    assert (found.rule, found.field) == (rules.DUPLICATE_INGREDIENT, "items.0.drug_code")
+    assert "91001abcdefg-c" in found.message
+    draft = facts(line(losartan), other_items=(rules.OtherItem(None, "Losartan"),))
+    assert "draft" in rules.duplicate_ingredient(draft)[0].message
+    other = facts(line(losartan), other_items=(rules.OtherItem("91001abcdefg-c", "Amlodipin"),))
+    assert rules.duplicate_ingredient(other) == []
+
+
+def test_age_in_months_must_agree_with_the_birth_month():
+    born = PartialDate(2022, 4)  # 55 months on ON, the day unknown
+    child = {"birth": born, "weight_kg": Decimal("18"), "guardian_name": "Trần Văn Bố"}
+    for months in (53, 54, 55, 56):
+        assert rules.check(facts(line(drug("Paracetamol")), age_months=months, **child)) == []
+    [found] = rules.check(facts(line(drug("Paracetamol")), age_months=900, **child))
+    assert (found.rule, found.field) == (rules.AGE_MONTHS_MISMATCH, "age_months")
+    assert "900" in found.message and "04/2022" in found.message and "54–55" in found.message
+    assert rules.age_months_agree(facts(line(drug("X")), age_months=57, birth=born))
+    assert rules.age_months_agree(facts(line(drug("X")), age_months=52, birth=born))
+    # Only the year known: the month count cannot be checked to the month.
+    year_only = facts(line(drug("X")), age_months=60, birth=PartialDate(2022))
+    assert rules.age_months_agree(year_only) == []
+
+
+def test_the_weight_must_be_plausible():
+    assert rules.weight_plausible(facts(line(drug("X")), weight_kg=Decimal("13.5"))) == []
+    for kg in ("0.1", "400"):
+        [found] = rules.check(facts(line(drug("X")), weight_kg=Decimal(kg)))
+        assert (found.rule, found.field) == (rules.WEIGHT_IMPLAUSIBLE, "weight_kg")
+        assert kg in found.message and "350" in found.message

@@ -29,6 +29,7 @@ from tests.prescribing_data import (
     add_allergy,
     add_weight,
     make_setting,
+    next_encounter,
     small_child,
 )
 
@@ -160,7 +161,8 @@ def test_signing_gives_the_national_code_and_queues_the_submission(db_session, s
 def test_codes_are_random_and_unique(db_session, s, doctor):
     codes = set()
     for _ in range(12):
-        draft = service.create_draft(db_session, doctor, s.encounter.id, rx_input())
+        encounter = next_encounter(db_session, s)
+        draft = service.create_draft(db_session, doctor, encounter.id, rx_input())
         codes.add(service.sign(db_session, doctor, draft.id, now=NOW).code)
     assert len(codes) == 12
     randoms = sorted(code[5:12] for code in codes)
@@ -176,7 +178,7 @@ def test_a_drawn_code_already_used_is_drawn_again(db_session, s, doctor, monkeyp
     taken = first.code[5:12]
     draws = iter(list(taken) + list("zzzzzzz"))
     monkeypatch.setattr(service.secrets, "choice", lambda alphabet: next(draws))
-    draft = service.create_draft(db_session, doctor, s.encounter.id, rx_input())
+    draft = service.create_draft(db_session, doctor, next_encounter(db_session, s).id, rx_input())
     second = service.sign(db_session, doctor, draft.id)
     assert second.code == "91001zzzzzzz-c"
 
@@ -192,7 +194,10 @@ def test_type_follows_the_drugs(db_session, s, doctor):
     )
     assert service.sign(db_session, doctor, psycho.id).code.endswith("-h")
     mixed = service.create_draft(
-        db_session, doctor, s.encounter.id, rx_input(item("MORPH10", "1", 2, 5), item("PARA500"))
+        db_session,
+        doctor,
+        next_encounter(db_session, s).id,
+        rx_input(item("MORPH10", "1", 2, 5), item("PARA500")),
     )
     assert [v.rule for v in mixed.violations] == [rules.CONTROLLED_NOT_ALONE]
     with pytest.raises(ValidationFailed):
@@ -315,3 +320,81 @@ def test_chronic_diagnosis_allows_90_days(db_session, s, doctor):
     )
     assert draft.violations == []
     assert CODE.match(service.sign(db_session, doctor, draft.id).code)
+
+
+def test_the_same_ingredient_on_two_prescriptions_of_one_encounter(db_session, s, doctor):
+    first = service.sign(
+        db_session,
+        doctor,
+        service.create_draft(db_session, doctor, s.encounter.id, rx_input(item("AMLO5"))).id,
+    )
+    second = service.create_draft(
+        db_session, doctor, s.encounter.id, rx_input(item("AMLO5", days=20))
+    )
+    [found] = second.violations
+    assert found.rule == rules.DUPLICATE_INGREDIENT and first.code in found.message
+    with pytest.raises(ValidationFailed):
+        service.sign(db_session, doctor, second.id)
+    # A draft counts too, and is named as one; a cancelled one does not.
+    third = service.create_draft(db_session, doctor, s.encounter.id, rx_input(item("PARA500")))
+    fourth = service.create_draft(db_session, doctor, s.encounter.id, rx_input(item("PARA500")))
+    assert [v.rule for v in fourth.violations] == [rules.DUPLICATE_INGREDIENT]
+    assert "draft" in fourth.violations[0].message
+    service.cancel_draft(db_session, doctor, third.id)
+    service.cancel_draft(db_session, doctor, second.id)
+    assert service.sign(db_session, doctor, fourth.id).status is PrescriptionStatus.SIGNED
+    # Replacing a prescription by one with the same drug is no duplicate of itself.
+    new = service.replace(db_session, doctor, first.id, "Sai liều", rx_input(item("AMLO5", days=7)))
+    assert new.status is PrescriptionStatus.SIGNED
+    # Its own draft is not "another prescription" when the builder checks it while editing.
+    draft = service.create_draft(db_session, doctor, s.encounter.id, rx_input(item("AMOX500")))
+    violations, _ = service.validate(
+        db_session, doctor, s.encounter.id, rx_input(item("AMOX500")), prescription_id=draft.id
+    )
+    assert violations == []
+    updated = service.update_draft(db_session, doctor, draft.id, rx_input(item("AMOX500")))
+    assert updated.violations == []
+
+
+def test_a_childs_age_in_months_must_agree_with_the_birth_date(db_session):
+    child = small_child(db_session, months=30, guardian="Trần Văn Bố")
+    s = make_setting(db_session, patient=child)
+    doctor = Principal.for_user(s.doctor)
+    draft = service.create_draft(
+        db_session, doctor, s.encounter.id, rx_input(age_months=900, weight_kg=Decimal("12"))
+    )
+    assert [v.rule for v in draft.violations] == [rules.AGE_MONTHS_MISMATCH]
+    with pytest.raises(ValidationFailed) as caught:
+        service.sign(db_session, doctor, draft.id)
+    assert "900" in caught.value.errors["age_months"][0]
+
+
+def test_replace_holds_the_old_prescription_row(db_session, s, doctor):
+    """On PostgreSQL the old prescription is read FOR UPDATE, as dispensing reads it, so a
+    dispense and a replacement of it queue up instead of both succeeding."""
+    if db_session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite has no row locks: its write lock already serialises writers")
+    from sqlalchemy import event
+
+    old = service.sign(
+        db_session, doctor, service.create_draft(db_session, doctor, s.encounter.id, rx_input()).id
+    )
+    seen: list[str] = []
+    connection = db_session.connection()
+
+    def remember(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(connection, "before_cursor_execute", remember)
+    try:
+        service.replace(db_session, doctor, old.id, "Sai liều", rx_input(item(days=4)))
+    finally:
+        event.remove(connection, "before_cursor_execute", remember)
+    locked = [q for q in seen if "FOR UPDATE" in q and "FROM prescription" in q]
+    assert locked and "prescription.id =" in locked[0]
+
+
+def test_dose_finer_than_the_stored_decimals_is_refused(db_session, s, doctor):
+    with pytest.raises(ValidationFailed) as caught:
+        service.create_draft(db_session, doctor, s.encounter.id, rx_input(item(dose="0.0001")))
+    assert "0.001" in caught.value.errors["items.0.dose"][0]

@@ -11,6 +11,7 @@ from his.models import Prescription, PrescriptionStatus, PrescriptionType, Role
 from his.web.prescribing import print_quantity, vietnamese_number
 from tests.factories import UserFactory
 from tests.prescribing_data import (
+    add_diagnosis,
     make_setting,
     small_child,
 )
@@ -187,6 +188,18 @@ def test_replace_from_the_view(client, s, db_session):
     old = db_session.scalars(select(Prescription)).one()
     form = client.get(f"/doctor/prescriptions/{old.id}/replace").get_data(as_text=True)
     assert 'name="reason"' in form and 'value="PARA500"' in form
+    # The builder's check leaves the replaced prescription's own drugs out of the duplicates.
+    assert f"replaces_id={old.id}" in form
+    checked = client.post(
+        f"/doctor/prescriptions/check?encounter_id={s.encounter.id}&replaces_id={old.id}",
+        data={**_row(0, "PARA500", days="3"), "csrf_token": token},
+    ).get_data(as_text=True)
+    assert "duplicate-ingredient" not in checked
+    unrelated = client.post(
+        f"/doctor/prescriptions/check?encounter_id={s.encounter.id}",
+        data={**_row(0, "PARA500", days="3"), "csrf_token": token},
+    ).get_data(as_text=True)
+    assert 'data-rule="duplicate-ingredient"' in unrelated
     response = client.post(
         f"/doctor/prescriptions/{old.id}/replace",
         data={**_row(0, "PARA500", days="3"), "reason": "Giảm ngày", "csrf_token": token},
@@ -196,6 +209,8 @@ def test_replace_from_the_view(client, s, db_session):
     assert old.status is PrescriptionStatus.REPLACED
     new = db_session.scalars(select(Prescription).where(Prescription.replaces_id == old.id)).one()
     assert CODE.fullmatch(new.code)
+    view = client.get(f"/doctor/prescriptions/{old.id}").get_data(as_text=True)
+    assert 'data-testid="rx-submission" data-status="withdrawn"' in view
 
 
 def test_a_receptionist_cannot_open_the_builder(client, db_session):
@@ -252,3 +267,15 @@ def test_code128_symbols_are_well_formed():
     assert decoded[1:3] == [ord("A") - 32, ord("B") - 32]
     with pytest.raises(ValueError):
         code128.symbols("đơn")
+
+
+def test_print_shows_the_diagnoses_as_signed(client, s, db_session):
+    url = f"/doctor/prescriptions/new?encounter_id={s.encounter.id}"
+    token = _token(client, url)
+    client.post(url, data={**_row(0, "PARA500"), "action": "sign", "csrf_token": token})
+    rx = db_session.scalars(select(Prescription)).one()
+    assert rx.status is PrescriptionStatus.SIGNED
+    add_diagnosis(db_session, s.encounter, s.icd, "K29.7")  # an amendment after signing
+    printed = client.get(f"/doctor/prescriptions/{rx.id}/print").get_data(as_text=True)
+    diagnosis = re.search(r'data-testid="print-diagnosis">(.*?)</td>', printed).group(1)
+    assert "J06.9" in diagnosis and "K29.7" not in diagnosis
