@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from his import create_app
@@ -40,12 +41,37 @@ def backend(request) -> str:
     return request.param
 
 
+# One migrated database per backend per run; every other test database is a copy of it.
+_templates: dict[str, str] = {}
+
+
+def _template(backend: str, tmp_path_factory) -> str:
+    if backend not in _templates:
+        if backend == "sqlite":
+            url = databases.create_sqlite(tmp_path_factory.mktemp("template"))
+            _templates[backend] = make_url(url).database
+        else:
+            url = databases.create_postgres(databases.postgres_admin_url())
+            _templates[backend] = make_url(url).database
+    return _templates[backend]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_templates() -> Iterator[None]:
+    yield
+    if "postgresql" in _templates:
+        admin = databases.postgres_admin_url()
+        url = make_url(admin).set(database=_templates.pop("postgresql"))
+        databases.drop_postgres(admin, url.render_as_string(hide_password=False))
+
+
 def _new_database(backend: str, tmp_path_factory) -> Iterator[str]:
+    template = _template(backend, tmp_path_factory)
     if backend == "sqlite":
-        yield databases.create_sqlite(tmp_path_factory.mktemp("db"))
+        yield databases.create_sqlite(tmp_path_factory.mktemp("db"), Path(template))
         return
     admin = databases.postgres_admin_url()
-    url = databases.create_postgres(admin)
+    url = databases.create_postgres(admin, template)
     try:
         yield url
     finally:
