@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import request
 from flask.views import MethodView
-from flask_babel import gettext as _
 from flask_login import login_required
 from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
+from his.api.etags import if_match, with_etag
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
-from his.errors import ValidationFailed
 from his.models import Disposition, PriorityReason
 from his.services import encounters as service
 
@@ -290,22 +288,6 @@ class EncounterSchema(ma.Schema):
     version = fields.Integer(metadata={"description": "Also the ETag; send it in If-Match"})
 
 
-def _with_etag(encounter, status: int = 200):
-    return encounter, status, {"ETag": f'"{encounter.version}"'}
-
-
-def _if_match() -> int | None:
-    header = request.headers.get("If-Match")
-    if header is None:
-        return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise ValidationFailed(
-            _("If-Match must be the ETag you read."), errors={"If-Match": [header]}
-        )
-    return int(tag)
-
-
 @blp.route("/worklist")
 class WorklistResource(MethodView):
     decorators = (login_required,)
@@ -357,7 +339,7 @@ class VisitEncountersResource(MethodView):
         encounter = service.start_examination(
             db_session(), principal(), visit_id, room_id=body.get("room_id")
         )
-        return _with_etag(encounter, 201)
+        return with_etag(encounter, 201)
 
 
 @blp.route("/encounters/<int:encounter_id>")
@@ -370,7 +352,7 @@ class EncounterResource(MethodView):
     @problem_doc(blp, 404)
     def get(self, encounter_id: int):
         """One encounter with its vitals, diagnoses, orders, results and amendments."""
-        return _with_etag(service.get_encounter(db_session(), principal(), encounter_id))
+        return with_etag(service.get_encounter(db_session(), principal(), encounter_id))
 
     @blp.arguments(EncounterPatchSchema)
     @blp.response(200, EncounterSchema, headers=ETAG)
@@ -389,10 +371,10 @@ class EncounterResource(MethodView):
             principal(),
             encounter_id,
             body,
-            expected_version=_if_match(),
+            expected_version=if_match(),
             amendment_reason=reason,
         )
-        return _with_etag(encounter)
+        return with_etag(encounter)
 
 
 @blp.route("/encounters/<int:encounter_id>/vitals")
@@ -540,7 +522,7 @@ class FinishResource(MethodView):
             principal(),
             encounter_id,
             service.Finish(**body),
-            expected_version=_if_match(),
+            expected_version=if_match(),
             amendment_reason=reason,
         )
-        return _with_etag(encounter)
+        return with_etag(encounter)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import current_app, request
+from flask import current_app
 from flask.views import MethodView
-from flask_babel import gettext as _
 from flask_login import login_required
 from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
+from his.api.etags import if_match, with_etag
 from his.api.pagination import SelectPage
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
-from his.errors import ValidationFailed
 from his.services import patients as service
 
 blp = Blueprint("patients", __name__, description="The shared patient index")
@@ -192,22 +191,6 @@ def _checker():
     return current_app.extensions["his_card_checker"]
 
 
-def _with_etag(patient, status: int = 200):
-    return patient, status, {"ETag": f'"{patient.version}"'}
-
-
-def _if_match() -> int | None:
-    header = request.headers.get("If-Match")
-    if header is None:
-        return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise ValidationFailed(
-            _("If-Match must be the ETag you read."), errors={"If-Match": [header]}
-        )
-    return int(tag)
-
-
 @blp.route("/patients")
 class PatientsResource(MethodView):
     decorators = (login_required,)
@@ -233,7 +216,7 @@ class PatientsResource(MethodView):
         patient = service.register_patient(
             db_session(), principal(), body, checker=_checker(), allow_possible_duplicate=allow
         )
-        return _with_etag(patient, 201)
+        return with_etag(patient, 201)
 
 
 @blp.route("/patients/<int:patient_id>")
@@ -246,7 +229,7 @@ class PatientResource(MethodView):
     @problem_doc(blp, 404)
     def get(self, patient_id: int):
         """One patient. The read is written to the audit trail."""
-        return _with_etag(service.get_patient(db_session(), principal(), patient_id))
+        return with_etag(service.get_patient(db_session(), principal(), patient_id))
 
     @blp.arguments(PatientInSchema)
     @blp.response(200, PatientSchema, headers={"ETag": {"schema": {"type": "string"}}})
@@ -262,10 +245,10 @@ class PatientResource(MethodView):
             principal(),
             patient_id,
             body,
-            expected_version=_if_match(),
+            expected_version=if_match(),
             checker=_checker(),
         )
-        return _with_etag(patient)
+        return with_etag(patient)
 
 
 @blp.route("/patients/<int:patient_id>/insurance/check")
