@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,23 @@ def chromium_browser() -> Iterator[Browser]:
             browser.close()
 
 
+@contextmanager
+def serving(url: str, backend: str) -> Iterator[LiveServer]:
+    """The real app on the committed database at ``url``, on a free port, until the block
+    ends."""
+    app = create_app(settings_for(url))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="his-live-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{server.server_port}", backend=backend)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        app.extensions["his_db"].engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def live_server(backend: str, fresh_database) -> Iterator[LiveServer]:
     """The real app on a real, committed database holding the demo province."""
@@ -84,17 +102,8 @@ def live_server(backend: str, fresh_database) -> Iterator[LiveServer]:
         finally:
             demo_db.engine.dispose()
 
-        app = create_app(settings_for(url))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, name="his-live-server", daemon=True)
-        thread.start()
-        try:
-            yield LiveServer(url=f"http://127.0.0.1:{server.server_port}", backend=backend)
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
-            server.server_close()
-            app.extensions["his_db"].engine.dispose()
+        with serving(url, backend) as server:
+            yield server
     finally:
         databases.close()  # runs fresh_database's cleanup: drops the PostgreSQL database
 

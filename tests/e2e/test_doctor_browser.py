@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 from sqlalchemy import select
 
-from his import create_app
 from his.db import Database
 from his.localtime import local_today
 from his.models import Facility, Icd10Code, Icd10Version, Room, User
@@ -24,8 +22,7 @@ from his.services import visits as visit_service
 from his.services.access import Principal
 from his.services.demo import load_demo
 from tests import factories
-from tests.conftest import settings_for
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, serving
 from tests.e2e.test_login_browser import CSP_RECORDER, log_in, path_of
 from tests.prescribing_data import add_drugs
 
@@ -105,20 +102,8 @@ def clinic(backend: str, fresh_database) -> Iterator[Clinic]:
     url = next(databases)
     try:
         room_id, visit_id, patient_name = _open_the_clinic(url)
-        from werkzeug.serving import make_server
-
-        app = create_app(settings_for(url))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, name="clinic-server", daemon=True)
-        thread.start()
-        try:
-            live = LiveServer(url=f"http://127.0.0.1:{server.server_port}", backend=backend)
+        with serving(url, backend) as live:
             yield Clinic(live, room_id, visit_id, patient_name)
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
-            server.server_close()
-            app.extensions["his_db"].engine.dispose()
     finally:
         databases.close()
 

@@ -4,23 +4,19 @@ expiry first, it is dispensed, and the stock list shows what is left, on a live 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from his import create_app
 from his.db import Database
 from his.localtime import local_today
 from his.models import Facility, Role, User
 from his.services.demo import load_demo
 from tests import factories
-from tests.conftest import settings_for
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, serving
 from tests.e2e.test_login_browser import CSP_RECORDER, log_in, path_of
 from tests.pharmacy_data import make_drug, make_lot, make_prescription
 
@@ -73,18 +69,8 @@ def counter(backend: str, fresh_database) -> Iterator[Counter]:
     url = next(databases)
     try:
         code, patient_name, lots = _stock_the_counter(url)
-        app = create_app(settings_for(url))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, name="pharmacy-server", daemon=True)
-        thread.start()
-        try:
-            live = LiveServer(url=f"http://127.0.0.1:{server.server_port}", backend=backend)
+        with serving(url, backend) as live:
             yield Counter(live, code, patient_name, lots)
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
-            server.server_close()
-            app.extensions["his_db"].engine.dispose()
     finally:
         databases.close()
 
