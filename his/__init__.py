@@ -10,6 +10,10 @@ from werkzeug.routing import IntegerConverter
 
 from his.config import Settings
 from his.db import Database
+
+# Every process that touches the database (web workers, CLI, MLLP listener, tests) keeps
+# the FHIR projection in step with the domain tables; the hooks live on the Session class.
+from his.fhirapi import projection as _fhir_projection  # noqa: F401
 from his.logging import configure_logging
 
 
@@ -80,4 +84,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.register_blueprint(prescribing_bp)
     app.register_blueprint(pharmacy_bp)
     register_api(app)
+    from his import fhirapi
+
+    fhirapi.init_app(app)
     return app

@@ -25,6 +25,9 @@ from his.models.encounter import (
     VitalSigns,
 )
 from his.models.facility import CareLevel, Department, Facility, LegacyTier, Room
+from his.models.fhir_access import FhirAccessToken, FhirClient, FhirJti
+from his.models.fhir_export import FhirExportFile, FhirExportJob, FhirGroup, FhirGroupMember
+from his.models.fhir_store import FhirResource, FhirResourceVersion, FhirSearchValue
 from his.models.merge import PatientMerge
 from his.models.patient import (
     AllergySeverity,
@@ -43,6 +46,7 @@ from his.models.prescription import (
     SubmissionStatus,
     TreatmentCourse,
 )
+from his.models.report import DiagnosticReport
 from his.models.stock import (
     Dispense,
     DispenseKind,
@@ -69,6 +73,7 @@ __all__ = [
     "Coverage",
     "Department",
     "Diagnosis",
+    "DiagnosticReport",
     "Dispense",
     "DispenseKind",
     "DispenseLine",
@@ -79,6 +84,16 @@ __all__ = [
     "EncounterAmendment",
     "EncounterStatus",
     "Facility",
+    "FhirAccessToken",
+    "FhirClient",
+    "FhirExportFile",
+    "FhirExportJob",
+    "FhirGroup",
+    "FhirGroupMember",
+    "FhirJti",
+    "FhirResource",
+    "FhirResourceVersion",
+    "FhirSearchValue",
     "Icd10Code",
     "Icd10Version",
     "IdentifierType",

@@ -1,0 +1,91 @@
+"""The ``/fhir`` blueprint: JSON only, bearer tokens only, every error an OperationOutcome.
+
+Route modules (``reads``, ``search``, ``writes``, ``bundles``, ``everything``, ``bulk``,
+``smart``, ``conformance``) add their views to ``bp``; ``his.fhirapi.init_app`` imports
+them all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, request
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException
+
+from his.errors import DomainError
+from his.fhirapi.outcome import FhirError
+from his.fhirapi.wire import check_format, respond
+from his.logging import get_logger
+
+log = get_logger(__name__)
+
+bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+
+
+@bp.before_request
+def _negotiate() -> None:
+    check_format()
+
+
+def outcome_response(error: FhirError) -> Response:
+    return respond(error.outcome(), error.status, error.headers)
+
+
+@bp.errorhandler(FhirError)
+def _fhir_error(error: FhirError) -> Response:
+    return outcome_response(error)
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(error: DomainError) -> Response:
+    return outcome_response(from_domain_error(error))
+
+
+def from_domain_error(error: DomainError) -> FhirError:
+    """A service's refusal (validation, conflict, forbidden) as the FHIR client sees it."""
+    status = getattr(error, "status", 422)
+    issues = []
+    errors = getattr(error, "errors", None) or {}
+    for field, messages in errors.items():
+        for message in messages if isinstance(messages, list) else [messages]:
+            issues.append(
+                {
+                    "severity": "error",
+                    "code": "invariant" if status == 422 else "processing",
+                    "diagnostics": f"{field}: {message}",
+                    "expression": [field],
+                }
+            )
+    return FhirError(status, str(error), issues=issues)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    detail = error.description or _("The request failed.")
+    headers = {}
+    if status == 405 and getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        detail = _("This interaction is not supported here; allowed: %(methods)s.") % {
+            "methods": headers["Allow"]
+        }
+    return outcome_response(FhirError(status, str(detail), headers=headers))
+
+
+def body_json() -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 OperationOutcome saying what is wrong."""
+    mimetype = (request.mimetype or "").lower()
+    if mimetype not in ("application/fhir+json", "application/json", "application/json-patch+json"):
+        raise FhirError(
+            415,
+            _("Send the body as application/fhir+json."),
+            code="not-supported",
+        )
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, RecursionError) as exc:
+        raise FhirError(400, _("The body is not valid JSON: %(error)s") % {"error": exc}) from exc
+    return data

@@ -1,0 +1,208 @@
+"""Keeping the FHIR projection in step with the domain tables, in the same transaction.
+
+Each resource type registers a *builder* (domain rows → FHIR JSON) and each domain model
+registers *triggers* (a changed row → the resources it shows up in). A flush notes the
+touched resources; just before the transaction commits, ``sync`` rebuilds them and, where
+the JSON changed, writes a new version, its history row and its search values. A commit
+therefore never leaves the projection behind the data, and nothing else writes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, event, insert, select
+from sqlalchemy.orm import Session
+
+from his.db import utcnow
+from his.fhirapi.wire import dumps, instant
+from his.models import FhirResource, FhirResourceVersion, FhirSearchValue
+
+Key = tuple[str, str]  # (resource type, resource id)
+
+
+@dataclass(frozen=True)
+class Built:
+    """A resource as built from the domain rows, without ``meta``."""
+
+    resource: dict[str, Any]
+    patient_id: int | None = None  # the Patient compartment it belongs to
+    facility_id: int | None = None  # the facility whose record it is
+
+
+Builder = Callable[[Session, str], Built | None]  # None: the record is gone (deleted)
+Trigger = Callable[[Any], Iterable[Key]]
+
+BUILDERS: dict[str, Builder] = {}
+TRIGGERS: dict[type, list[Trigger]] = {}
+_PENDING = "fhir_pending"
+
+
+def builder(resource_type: str) -> Callable[[Builder], Builder]:
+    def register(func: Builder) -> Builder:
+        BUILDERS[resource_type] = func
+        return func
+
+    return register
+
+
+def trigger(*models: type) -> Callable[[Trigger], Trigger]:
+    """``@trigger(Model)`` on ``f(row) -> [(type, id), ...]``: which resources show the row."""
+
+    def register(func: Trigger) -> Trigger:
+        for model in models:
+            TRIGGERS.setdefault(model, []).append(func)
+        return func
+
+    return register
+
+
+def mark(session: Session, keys: Iterable[Key]) -> None:
+    """Ask for these resources to be rebuilt before the transaction commits."""
+    session.info.setdefault(_PENDING, set()).update(keys)
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changes(session: Session, _context: Any) -> None:
+    # After the flush the new rows have their ids; the collections still list what changed.
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        for func in TRIGGERS.get(type(obj), ()):
+            mark(session, func(obj))
+
+
+@event.listens_for(Session, "before_commit")
+def _sync_before_commit(session: Session) -> None:
+    sync(session)
+
+
+def sync(session: Session) -> list[FhirResource]:
+    """Rebuild every resource noted so far; returns the rows that got a new version."""
+    _load_builders()
+    written: list[FhirResource] = []
+    session.flush()
+    while session.info.get(_PENDING):
+        pending = sorted(session.info.pop(_PENDING))
+        for resource_type, resource_id in pending:
+            build = BUILDERS.get(resource_type)
+            if build is None:
+                continue
+            row = store(session, resource_type, resource_id, build(session, resource_id))
+            if row is not None:
+                written.append(row)
+        session.flush()
+    return written
+
+
+def store(
+    session: Session,
+    resource_type: str,
+    resource_id: str,
+    built: Built | None,
+    *,
+    at: dt.datetime | None = None,
+) -> FhirResource | None:
+    """Write ``built`` as the next version of the resource, if it differs from the last.
+
+    ``None`` marks the resource deleted (a version without content). Returns the row when
+    a version was written.
+    """
+    from his.fhirapi import searchparams
+
+    current = session.scalars(
+        select(FhirResource).where(
+            FhirResource.resource_type == resource_type,
+            FhirResource.resource_id == resource_id,
+        )
+    ).one_or_none()
+    if built is None:
+        if current is None or current.deleted:
+            return None
+    elif current is not None and not current.deleted and _same(current.content, built.resource):
+        return None
+
+    moment = _to_millis(at or utcnow())
+    if current is None:
+        current = FhirResource(resource_type=resource_type, resource_id=resource_id, version_id=0)
+        session.add(current)
+        method = "POST"
+    else:
+        method = "PUT"
+    current.version_id += 1
+    current.last_updated = moment
+    if built is None:
+        current.deleted = True
+        current.content = ""
+        method = "DELETE"
+    else:
+        resource = {"resourceType": resource_type, "id": resource_id}
+        meta = {"versionId": str(current.version_id), "lastUpdated": instant(moment)}
+        meta.update({k: v for k, v in built.resource.get("meta", {}).items() if k not in meta})
+        resource["meta"] = meta
+        resource.update({k: v for k, v in built.resource.items() if k not in ("id", "meta")})
+        current.deleted = False
+        current.content = dumps(resource)
+        current.patient_id = built.patient_id
+        current.facility_id = built.facility_id
+    session.flush()  # the rid of a new resource
+    session.add(
+        FhirResourceVersion(
+            rid=current.rid,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            version_id=current.version_id,
+            last_updated=moment,
+            deleted=current.deleted,
+            method=method,
+            content=current.content,
+        )
+    )
+    session.execute(delete(FhirSearchValue).where(FhirSearchValue.rid == current.rid))
+    if built is not None:
+        rows = searchparams.index_values(resource_type, json.loads(current.content))
+        if rows:
+            for row in rows:
+                row["rid"] = current.rid
+                row["resource_type"] = resource_type
+            session.execute(insert(FhirSearchValue), rows)
+    return current
+
+
+def rebuild_all(session: Session, resource_types: Iterable[str] | None = None) -> int:
+    """Project every record of these types (all by default); for databases filled in bulk
+    (``bench/``) or before the projection existed. Returns the number of versions written."""
+    from his.fhirapi.mappers import ids_of
+
+    _load_builders()
+    count = 0
+    for resource_type in resource_types or sorted(BUILDERS):
+        for resource_id in ids_of(session, resource_type):
+            if store(
+                session, resource_type, resource_id, BUILDERS[resource_type](session, resource_id)
+            ):
+                count += 1
+    session.flush()
+    return count
+
+
+def _same(stored: str, resource: dict[str, Any]) -> bool:
+    old = json.loads(stored)
+    old.pop("meta", None)
+    old.pop("resourceType", None)
+    old.pop("id", None)
+    new = {k: v for k, v in resource.items() if k not in ("id", "meta", "resourceType")}
+    return old == json.loads(dumps(new))
+
+
+def _to_millis(moment: dt.datetime) -> dt.datetime:
+    # What is served is what is stored: lastUpdated has milliseconds, and _since compares
+    # against the same value.
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _load_builders() -> None:
+    # The mappers register themselves on import; importing here keeps models free of them.
+    import his.fhirapi.mappers  # noqa: F401

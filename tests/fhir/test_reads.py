@@ -1,0 +1,62 @@
+"""read, vread, history and the projection written in the same transaction."""
+
+from sqlalchemy import select
+
+from his.models import FhirResource, FhirResourceVersion
+from tests.factories import PatientFactory
+
+
+def test_a_patient_is_projected_on_commit_and_read_with_its_etag(db_session, fhir_get):
+    patient = PatientFactory(full_name="Nguyễn Thị Thuý")
+    db_session.commit()
+    row = db_session.scalars(
+        select(FhirResource).where(
+            FhirResource.resource_type == "Patient", FhirResource.resource_id == str(patient.id)
+        )
+    ).one()
+    assert row.version_id == 1
+    response = fhir_get(f"/fhir/Patient/{patient.id}")
+    assert response.status_code == 200, response.json
+    assert response.headers["Content-Type"].startswith("application/fhir+json")
+    assert response.headers["ETag"] == 'W/"1"'
+    body = response.json
+    assert body["resourceType"] == "Patient"
+    assert body["name"][0]["text"] == "Nguyễn Thị Thuý"
+    assert body["meta"]["versionId"] == "1"
+    again = fhir_get(f"/fhir/Patient/{patient.id}", headers={"If-None-Match": 'W/"1"'})
+    assert again.status_code == 304
+
+
+def test_a_change_makes_a_new_version_and_an_unchanged_commit_does_not(db_session, fhir_get):
+    patient = PatientFactory()
+    db_session.commit()
+    patient.phone = "0912000111"
+    db_session.commit()
+    patient.phone = "0912000111"
+    db_session.commit()
+    versions = db_session.scalars(
+        select(FhirResourceVersion.version_id).where(
+            FhirResourceVersion.resource_type == "Patient",
+            FhirResourceVersion.resource_id == str(patient.id),
+        )
+    ).all()
+    assert sorted(versions) == [1, 2]
+    first = fhir_get(f"/fhir/Patient/{patient.id}/_history/1").json
+    assert "telecom" not in first or first["telecom"][0]["value"] != "0912000111"
+    history = fhir_get(f"/fhir/Patient/{patient.id}/_history").json
+    assert history["type"] == "history"
+    assert [e["response"]["etag"] for e in history["entry"]] == ['W/"2"', 'W/"1"']
+
+
+def test_errors_are_operation_outcomes(fhir_get, client):
+    missing = fhir_get("/fhir/Patient/999999")
+    assert missing.status_code == 404
+    assert missing.json["resourceType"] == "OperationOutcome"
+    assert missing.json["issue"][0]["code"] == "not-found"
+    assert fhir_get("/fhir/Spaceship/1").status_code == 404
+    no_token = client.get("/fhir/Patient/1")
+    assert no_token.status_code == 401
+    assert "WWW-Authenticate" in no_token.headers
+    assert no_token.json["resourceType"] == "OperationOutcome"
+    xml = fhir_get("/fhir/Patient/1?_format=xml")
+    assert xml.status_code == 406
