@@ -23,7 +23,6 @@ PROJECTED = (
     "Medication",
     "MedicationDispense",
     "Coverage",
-    "Claim",
     "Group",
 )
 # Served from elsewhere: the audit trail, and the conformance artefacts of fhir/.
