@@ -74,6 +74,12 @@ def _note_changes(session: Session, _context: Any) -> None:
             mark(session, func(obj))
 
 
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_on_rollback(session: Session, _previous: Any) -> None:
+    # What was rolled back is not there to project.
+    session.info.pop(_PENDING, None)
+
+
 @event.listens_for(Session, "before_commit")
 def _sync_before_commit(session: Session) -> None:
     sync(session)
