@@ -210,5 +210,11 @@ def _to_millis(moment: dt.datetime) -> dt.datetime:
 
 
 def _load_builders() -> None:
-    # The mappers register themselves on import; importing here keeps models free of them.
+    # Already imported below; kept as the one place that says where the builders come from.
     import his.fhirapi.mappers  # noqa: F401
+
+
+# The mappers register their builders and triggers on import. They must be registered
+# before the first flush of the process, or that flush's changes would go unnoticed; the
+# mappers import this module's names, which all exist by now.
+import his.fhirapi.mappers  # noqa: E402,F401
