@@ -37,11 +37,14 @@ from his.models import (
     AllergySeverity,
     AuditAction,
     Coverage,
+    DiagnosticReport,
+    Encounter,
     IdentifierType,
     Patient,
     PatientAllergy,
     PatientIdentifier,
     PatientMerge,
+    Prescription,
     Role,
     Sex,
     Visit,
@@ -809,5 +812,17 @@ def _move(session: Session, moved: dict[str, list[int]], *, to_patient: int) -> 
         if moved.get(key):
             session.execute(
                 update(model).where(model.id.in_(moved[key])).values(patient_id=to_patient),
+                execution_options={"synchronize_session": False},
+            )
+    if moved.get("visits"):
+        # The clinical records of a visit belong to whoever the visit belongs to.
+        encounters = select(Encounter.id).where(Encounter.visit_id.in_(moved["visits"]))
+        for model, column in (
+            (Encounter, Encounter.visit_id.in_(moved["visits"])),
+            (Prescription, Prescription.encounter_id.in_(encounters)),
+            (DiagnosticReport, DiagnosticReport.encounter_id.in_(encounters)),
+        ):
+            session.execute(
+                update(model).where(column).values(patient_id=to_patient),
                 execution_options={"synchronize_session": False},
             )

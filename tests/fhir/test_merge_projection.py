@@ -7,6 +7,8 @@ from sqlalchemy import select
 from his.models import FhirResource, Role
 from his.services import patients as patient_service
 from his.services.access import Principal
+from his.services import encounters as encounter_service
+from tests import encounters_data as data
 from tests.factories import PatientFactory, UserFactory, VisitFactory
 
 
@@ -23,7 +25,11 @@ def _stored(db_session, resource_type, resource_id):
 def test_a_merge_moves_the_visits_encounter_to_the_survivor_and_undo_moves_it_back(db_session):
     admin = Principal.for_user(UserFactory(roles=(Role.ADMIN,)))
     survivor, merged = PatientFactory(), PatientFactory()
-    visit = VisitFactory(patient=merged)
+    clinic = data.clinic(db_session)
+    visit = VisitFactory(patient=merged, facility=clinic.facility, room=clinic.room)
+    examination = encounter_service.start_examination(
+        db_session, Principal.for_user(clinic.doctor), visit.id
+    )
     db_session.commit()
     row, encounter = _stored(db_session, "Encounter", f"v{visit.id}")
     assert encounter["subject"]["reference"] == f"Patient/{merged.id}"
@@ -33,6 +39,10 @@ def test_a_merge_moves_the_visits_encounter_to_the_survivor_and_undo_moves_it_ba
     row, encounter = _stored(db_session, "Encounter", f"v{visit.id}")
     assert encounter["subject"]["reference"] == f"Patient/{survivor.id}"
     assert row.patient_id == survivor.id
+    _row, exam = _stored(db_session, "Encounter", f"e{examination.id}")
+    assert exam["subject"]["reference"] == f"Patient/{survivor.id}"
+    db_session.refresh(examination)
+    assert examination.patient_id == survivor.id
     _row, old = _stored(db_session, "Patient", str(merged.id))
     assert old["active"] is False
     assert old["link"][0]["other"]["reference"] == f"Patient/{survivor.id}"
