@@ -20,4 +20,15 @@ def ids_of(session: Session, resource_type: str) -> Iterator[str]:
     return ALL_IDS[resource_type](session)
 
 
-from his.fhirapi.mappers import patient  # noqa: E402,F401  (registers on import)
+from his.fhirapi.mappers import (
+    allergy,  # noqa: F401
+    coverage,  # noqa: F401
+    encounter,  # noqa: F401
+    group,  # noqa: F401
+    medication,  # noqa: F401
+    merge,  # noqa: F401
+    observation,  # noqa: F401
+    organization,  # noqa: F401
+    patient,  # noqa: F401  (registers on import)
+    practitioner,  # noqa: F401
+)
