@@ -20,7 +20,8 @@ def ids_of(session: Session, resource_type: str) -> Iterator[str]:
     return ALL_IDS[resource_type](session)
 
 
-from his.fhirapi.mappers import (
+# Imported last: each module registers itself and needs ALL_IDS above.
+from his.fhirapi.mappers import (  # noqa: E402
     allergy,  # noqa: F401
     coverage,  # noqa: F401
     encounter,  # noqa: F401
