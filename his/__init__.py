@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from his.web import bp as web_bp
     from his.web import health_bp
     from his.web.doctor import bp as doctor_bp
+    from his.web.fhir_clients import bp as fhir_clients_bp
     from his.web.pharmacy import bp as pharmacy_bp
     from his.web.prescribing import bp as prescribing_bp
     from his.web.reception import boards as boards_bp
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.register_blueprint(doctor_bp)
     app.register_blueprint(prescribing_bp)
     app.register_blueprint(pharmacy_bp)
+    app.register_blueprint(fhir_clients_bp)
     register_api(app)
     from his import fhirapi
 
