@@ -41,6 +41,10 @@ def parse_all(text: str) -> list[Scope]:
 
 
 def allows(scopes: list[Scope], resource_type: str, interaction: str) -> bool:
+    # A v2 granular scope (``system/Observation.rs?category=laboratory``) grants nothing
+    # here: filtering every read, search and export by its query is not built, and
+    # granting the whole type instead would hand out more than was given.
     return any(
-        interaction in s.interactions and s.resource_type in ("*", resource_type) for s in scopes
+        interaction in s.interactions and s.resource_type in ("*", resource_type) and not s.query
+        for s in scopes
     )

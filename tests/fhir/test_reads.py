@@ -60,3 +60,14 @@ def test_errors_are_operation_outcomes(fhir_get, client):
     assert no_token.json["resourceType"] == "OperationOutcome"
     xml = fhir_get("/fhir/Patient/1?_format=xml")
     assert xml.status_code == 406
+
+
+def test_granular_v2_scopes_grant_nothing_until_their_filter_is_enforced():
+    from his.fhirapi import scopes
+
+    granted = scopes.parse_all("system/Observation.rs?category=laboratory system/Patient.read")
+    assert scopes.allows(granted, "Patient", "r")
+    assert scopes.allows(granted, "Patient", "s")
+    assert not scopes.allows(granted, "Patient", "c")
+    assert not scopes.allows(granted, "Observation", "r")
+    assert scopes.allows(scopes.parse_all("system/*.cruds"), "Encounter", "d")

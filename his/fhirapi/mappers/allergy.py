@@ -70,7 +70,7 @@ def build_allergy(session: Session, resource_id: str) -> Built | None:
         "extension": [
             {
                 "url": systems.ALLERGY_SEVERITY_EXT,
-                "valueCoding": coding(systems.ALLERGY_SEVERITY_CS, allergy.severity.value),
+                "valueCoding": coding(systems.ALLERGY_SEVERITY_CS, str(allergy.severity)),
             }
         ],
     }

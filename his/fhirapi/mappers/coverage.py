@@ -111,7 +111,7 @@ def coverage_resource(session: Session, card: Coverage) -> dict[str, Any]:
         extensions.append({"url": systems.AREA_CODE_EXT, "valueCode": card.area_code})
     if card.five_year_date:
         extensions.append({"url": systems.FIVE_YEARS_EXT, "valueDate": _day(card.five_year_date)})
-    extensions.append({"url": systems.VERIFICATION_EXT, "valueCode": card.status.value})
+    extensions.append({"url": systems.VERIFICATION_EXT, "valueCode": str(card.status)})
     resource = {
         "extension": extensions,
         "identifier": [

@@ -201,8 +201,8 @@ def _locations(session: Session, room_id: int | None) -> list[dict[str, Any]]:
 def visit_resource(session: Session, visit: Visit) -> dict[str, Any]:
     priority = None
     if visit.priority_reason is not None:
-        codings = [coding(systems.PRIORITY_REASON_CS, visit.priority_reason.value)]
-        if visit.priority_reason.value == "emergency":
+        codings = [coding(systems.PRIORITY_REASON_CS, str(visit.priority_reason))]
+        if str(visit.priority_reason) == "emergency":
             codings.insert(0, coding(systems.ACT_PRIORITY, "EM", "emergency"))
         priority = {"coding": codings}
     hospitalization = None
@@ -263,7 +263,7 @@ def examination_resource(session: Session, encounter: Encounter, visit: Visit) -
                     coding(systems.DISCHARGE_DISPOSITION, code, display),
                     coding(
                         systems.DISPOSITION_CS,
-                        encounter.disposition.value,
+                        str(encounter.disposition),
                         DISPOSITION_VI[encounter.disposition],
                     ),
                 ],

@@ -133,7 +133,7 @@ def medication_resource(drug: Drug) -> dict[str, Any]:
             {
                 "url": systems.RX_CLASS_EXT,
                 "valueCoding": coding(
-                    systems.RX_CLASS_CS, drug.rx_class.value, RX_CLASS_DISPLAY[drug.rx_class]
+                    systems.RX_CLASS_CS, str(drug.rx_class), RX_CLASS_DISPLAY[drug.rx_class]
                 ),
             },
             {"url": systems.DRUG_STRENGTH_EXT, "valueString": drug.strength},

@@ -496,7 +496,7 @@ def build_service_request(session: Session, resource_id: str) -> Built | None:
     service = session.get(MedicalService, order.service_id)
     category = []
     if service is not None:
-        codings = [coding(systems.SERVICE_KIND_CS, service.kind.value)]
+        codings = [coding(systems.SERVICE_KIND_CS, str(service.kind))]
         if service.kind in ORDER_CATEGORY:
             codings.insert(0, coding(systems.SNOMED, *ORDER_CATEGORY[service.kind]))
         category.append({"coding": codings})

@@ -65,9 +65,9 @@ def build_organization(session: Session, resource_id: str) -> Built | None:
 def organization_resource(session: Session, facility: Facility) -> dict[str, Any]:
     from his.services.admin_units import unit_name
 
-    care_level = concept(
-        systems.CARE_LEVEL_CS, facility.care_level.value, CARE_LEVEL_DISPLAY[facility.care_level]
-    )
+    # A row built in this transaction may still hold the plain string it was given.
+    level = CareLevel(facility.care_level)
+    care_level = concept(systems.CARE_LEVEL_CS, level.value, CARE_LEVEL_DISPLAY[level])
     extensions: list[dict[str, Any]] = [
         {"url": systems.CARE_LEVEL_EXT, "valueCodeableConcept": care_level}
     ]
@@ -77,7 +77,7 @@ def organization_resource(session: Session, facility: Facility) -> dict[str, Any
                 "url": systems.LEGACY_TIER_EXT,
                 "valueCoding": coding(
                     systems.LEGACY_TIER_CS,
-                    facility.legacy_tier.value,
+                    LegacyTier(facility.legacy_tier).value,
                     LEGACY_TIER_DISPLAY[facility.legacy_tier],
                 ),
             }
