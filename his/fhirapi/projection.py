@@ -166,7 +166,8 @@ def store(
             content=current.content,
         )
     )
-    session.execute(delete(FhirSearchValue).where(FhirSearchValue.rid == current.rid))
+    if method != "POST":  # a new resource has no search values yet
+        session.execute(delete(FhirSearchValue).where(FhirSearchValue.rid == current.rid))
     if built is not None:
         rows = searchparams.index_values(resource_type, json.loads(current.content))
         if rows:

@@ -187,7 +187,8 @@ class ObservationResult(Base):
     unit: Mapped[str | None] = mapped_column(String(30))
     reference_range: Mapped[str | None] = mapped_column(String(100))
     conclusion: Mapped[str | None] = mapped_column(Text)
-    resulted_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    # None: sent by a backend client (SMART), named in the audit trail instead.
+    resulted_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     resulted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("observation_result.id"))
 

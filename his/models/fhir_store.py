@@ -75,7 +75,15 @@ class FhirSearchValue(Base):
     __tablename__ = "fhir_search_value"
     __table_args__ = (
         Index("ix_fhir_search_token", "resource_type", "param", "code", "system"),
-        Index("ix_fhir_search_string", "resource_type", "param", "text"),
+        # Pattern ops: PostgreSQL uses the index for the prefix LIKE of a string search
+        # only with them (the database's collation is not "C").
+        Index(
+            "ix_fhir_search_string",
+            "resource_type",
+            "param",
+            "text",
+            postgresql_ops={"text": "varchar_pattern_ops"},
+        ),
         Index("ix_fhir_search_date", "resource_type", "param", "start", "end"),
         Index("ix_fhir_search_reference", "resource_type", "param", "reference"),
     )
