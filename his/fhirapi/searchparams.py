@@ -111,7 +111,14 @@ def _values(type_: str, element: Any) -> list[dict[str, Any]]:
         return [_row(start=span[0], end=span[1])] if span else []
     if type_ == REFERENCE:
         ref = element.get("reference") if isinstance(element, dict) else None
-        return [_row(reference=ref[:130])] if isinstance(ref, str) else []
+        if isinstance(ref, str):
+            return [_row(reference=ref[:130])]
+        # A logical reference (Coverage.payor, Encounter.hospitalization.origin): its
+        # identifier as a token, for the :identifier modifier.
+        ident = element.get("identifier") if isinstance(element, dict) else None
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            return [_row(system=ident.get("system"), code=ident["value"])]
+        return []
     if type_ in (NUMBER, QUANTITY):
         value = element.get("value") if isinstance(element, dict) else element
         try:
@@ -224,7 +231,10 @@ def parse_date(text: str) -> tuple[dt.datetime, dt.datetime] | None:
         moment = moment.replace(tzinfo=vn)
     moment = moment.astimezone(dt.UTC)
     precision = dt.timedelta(seconds=1) if "." not in text else dt.timedelta(milliseconds=1)
-    return moment, moment + precision
+    try:
+        return moment, moment + precision
+    except OverflowError:  # the last second of year 9999
+        return moment, dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 # --- the parameters -------------------------------------------------------------------

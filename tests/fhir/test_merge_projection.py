@@ -5,9 +5,9 @@ import json
 from sqlalchemy import select
 
 from his.models import FhirResource, Role
+from his.services import encounters as encounter_service
 from his.services import patients as patient_service
 from his.services.access import Principal
-from his.services import encounters as encounter_service
 from tests import encounters_data as data
 from tests.factories import PatientFactory, UserFactory, VisitFactory
 
