@@ -23,7 +23,8 @@ translations: $(STAMP)
 	@$(BIN)/pybabel compile --statistics -d his/translations
 
 # make run: migrate the embedded SQLite database, load the demo province on first start, serve.
-# The e-prescription sender runs beside the server and stops when it stops (--with-parent).
+# The e-prescription sender and the FHIR bulk export worker run beside the server and stop
+# when it stops (--with-parent).
 run: install
 	@mkdir -p instance && chmod 700 instance
 	@test -s instance/secret_key || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))' > instance/secret_key)
@@ -31,6 +32,7 @@ run: install
 	  $(BIN)/his db upgrade && \
 	  $(BIN)/his demo --if-empty && \
 	  { $(BIN)/his eprescription send --loop --with-parent & } && \
+	  { $(BIN)/his fhir export-worker --loop --with-parent & } && \
 	  exec $(BIN)/his serve
 
 test: install

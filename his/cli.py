@@ -307,5 +307,11 @@ def serve() -> None:
     os.execv(sys.executable, argv)  # noqa: S606 (replaces this process with gunicorn)
 
 
+# --- FHIR: `his fhir ...` lives in his/cli_fhir.py --------------------------------------------
+from his.cli_fhir import fhir as _fhir_group  # noqa: E402  (after main is defined)
+
+main.add_command(_fhir_group)
+
+
 if __name__ == "__main__":
     main()

@@ -93,6 +93,9 @@ class Settings:
     eprescription_username: str = ""
     eprescription_password: str = field(default="", repr=False)
     eprescription_timeout: float = 10.0
+    # FHIR Bulk Data: concurrent exports per client (more → 429) and how long files stay.
+    fhir_export_max_concurrent: int = 2
+    fhir_export_retention_hours: int = 24
 
     @property
     def is_production(self) -> bool:
@@ -187,6 +190,20 @@ class Settings:
             1,
             120,
         )
+        export_max = _int(
+            "HIS_FHIR_EXPORT_MAX_CONCURRENT",
+            env.get("HIS_FHIR_EXPORT_MAX_CONCURRENT", "2"),
+            problems,
+            1,
+            100,
+        )
+        export_retention = _int(
+            "HIS_FHIR_EXPORT_RETENTION_HOURS",
+            env.get("HIS_FHIR_EXPORT_RETENTION_HOURS", "24"),
+            problems,
+            1,
+            24 * 90,
+        )
         proxies = _int("HIS_TRUSTED_PROXIES", env.get("HIS_TRUSTED_PROXIES", "0"), problems, 0, 5)
 
         if problems:
@@ -221,4 +238,6 @@ class Settings:
             eprescription_username=env.get("HIS_EPRESCRIPTION_USERNAME", ""),
             eprescription_password=env.get("HIS_EPRESCRIPTION_PASSWORD", ""),
             eprescription_timeout=float(eprescription_timeout),
+            fhir_export_max_concurrent=export_max,
+            fhir_export_retention_hours=export_retention,
         )
