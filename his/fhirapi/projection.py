@@ -87,7 +87,6 @@ def _sync_before_commit(session: Session) -> None:
 
 def sync(session: Session) -> list[FhirResource]:
     """Rebuild every resource noted so far; returns the rows that got a new version."""
-    _load_builders()
     written: list[FhirResource] = []
     session.flush()
     while session.info.get(_PENDING):
@@ -183,7 +182,6 @@ def rebuild_all(session: Session, resource_types: Iterable[str] | None = None) -
     (``bench/``) or before the projection existed. Returns the number of versions written."""
     from his.fhirapi.mappers import ids_of
 
-    _load_builders()
     count = 0
     for resource_type in resource_types or sorted(BUILDERS):
         for resource_id in ids_of(session, resource_type):
@@ -208,11 +206,6 @@ def _to_millis(moment: dt.datetime) -> dt.datetime:
     # What is served is what is stored: lastUpdated has milliseconds, and _since compares
     # against the same value.
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def _load_builders() -> None:
-    # Already imported below; kept as the one place that says where the builders come from.
-    import his.fhirapi.mappers  # noqa: F401
 
 
 # The mappers register their builders and triggers on import. They must be registered
