@@ -31,6 +31,7 @@ run: install
 	@export HIS_SECRET_KEY="$$(cat instance/secret_key)" HIS_COOKIE_SECURE="$${HIS_COOKIE_SECURE:-false}" HIS_LOG_FORMAT="$${HIS_LOG_FORMAT:-console}"; \
 	  $(BIN)/his db upgrade && \
 	  $(BIN)/his demo --if-empty && \
+	  $(BIN)/his fhir rebuild --if-empty && \
 	  { $(BIN)/his eprescription send --loop --with-parent & } && \
 	  { $(BIN)/his fhir export-worker --loop --with-parent & } && \
 	  exec $(BIN)/his serve

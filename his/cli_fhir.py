@@ -203,3 +203,36 @@ def group_add(group_id: int, patient_ids: tuple[int, ...]) -> None:
     except DomainError as exc:
         raise _domain_error(exc) from exc
     click.echo(f"group {group_id}: {added} patient(s) added")
+
+
+# --- the projection ----------------------------------------------------------------------------
+
+
+@fhir.command("rebuild")
+@click.option("--type", "types", multiple=True, help="Only this resource type; repeatable.")
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Only when nothing is projected yet (a database filled before the FHIR API existed).",
+)
+def rebuild(types: tuple[str, ...], if_empty: bool) -> None:
+    """Write the FHIR projection of every record from the domain tables. Records already
+    projected get a new version only where their JSON differs."""
+    from sqlalchemy import exists, select
+
+    from his.fhirapi import projection
+    from his.models import FhirResource
+
+    unknown = sorted(set(types) - set(projection.BUILDERS))
+    if unknown:
+        raise click.BadParameter(
+            f"not projected: {', '.join(unknown)} "
+            f"(projected: {', '.join(sorted(projection.BUILDERS))})",
+            param_hint="--type",
+        )
+    with _database().session() as session:
+        if if_empty and session.scalar(select(exists().where(FhirResource.rid.is_not(None)))):
+            click.echo("the FHIR projection is already there")
+            return
+        written = projection.rebuild_all(session, types or None)
+    click.echo(f"{written} resource versions written")
