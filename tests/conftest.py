@@ -165,6 +165,18 @@ def fresh_database(tmp_path_factory):
     return build
 
 
+@pytest.fixture
+def cli_db(backend, fresh_database, monkeypatch):
+    """A real, committed database of each backend, as an operator's would be, named by
+    ``HIS_DATABASE_URL`` for the ``his`` command."""
+    databases = fresh_database(backend)
+    url = next(databases)
+    monkeypatch.setenv("HIS_ENV", "development")
+    monkeypatch.setenv("HIS_DATABASE_URL", url)
+    yield url
+    databases.close()
+
+
 @pytest.fixture(scope="module")
 def babel_context():
     """Validators' messages are lazy strings: they render inside an app context (English)."""

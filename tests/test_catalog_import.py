@@ -281,16 +281,6 @@ def test_demo_catalogs_parse_and_cover_every_prescription_class(db_session):
 # --- the CLI against a real migrated database -----------------------------------------------
 
 
-@pytest.fixture
-def cli_db(backend, fresh_database, monkeypatch):
-    databases = fresh_database(backend)
-    url = next(databases)
-    monkeypatch.setenv("HIS_ENV", "development")
-    monkeypatch.setenv("HIS_DATABASE_URL", url)
-    yield url
-    databases.close()
-
-
 def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 

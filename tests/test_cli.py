@@ -8,17 +8,6 @@ from his.cli import main
 from his.models import Facility, User
 
 
-@pytest.fixture
-def cli_db(backend, fresh_database, monkeypatch):
-    """A real, committed database of each backend, as an operator's would be."""
-    databases = fresh_database(backend)
-    url = next(databases)
-    monkeypatch.setenv("HIS_ENV", "development")
-    monkeypatch.setenv("HIS_DATABASE_URL", url)
-    yield url
-    databases.close()
-
-
 def _run(*args, input=None):
     result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
     return result

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from flask import Response, current_app, request
 from flask_babel import gettext as _
@@ -664,13 +664,13 @@ def create_route(resource_type: str) -> Response:
         raise not_allowed(resource_type, None)
     access = current_access()
     resource = body_json()
-    written = create(
-        db_session(),
-        access,
-        resource_type,
-        resource,
-        if_none_exist=request.headers.get("If-None-Exist"),
-    )
+    # The condition normally comes in If-None-Exist; some clients (fhirpy's get_or_create)
+    # put it in the query string of the POST instead. Both mean the same create-if-absent.
+    condition = request.headers.get("If-None-Exist")
+    if condition is None and request.query_string:
+        query = [(k, v) for k, v in request.args.items(multi=True) if k != "_format"]
+        condition = urlencode(query) if query else None
+    written = create(db_session(), access, resource_type, resource, if_none_exist=condition)
     return write_response(written)
 
 

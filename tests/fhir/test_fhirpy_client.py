@@ -102,3 +102,19 @@ def test_fhirpy_searches_pages_includes_and_sorts(served):
     assert client.reference("Patient", info["ids"][2]).to_resource()["id"] == info["ids"][2]
     with pytest.raises(OperationOutcome):
         patients.search(**{"shoe-size": "42"}).fetch()
+
+    # conditional create (get_or_create sends the condition as the POST's query string):
+    # the first call creates, the second finds the same patient
+    new = client.resource(
+        "Patient",
+        name=[{"text": "Lâm Thị Bé", "family": "Lâm", "given": ["Thị", "Bé"]}],
+        gender="female",
+        birthDate="1990-03-04",
+        identifier=[{"system": "https://example.vn/lis", "value": "LIS-77"}],
+    )
+    condition = patients.search(identifier="https://example.vn/lis|LIS-77")
+    created, was_created = condition.get_or_create(new)
+    assert was_created
+    found, again = condition.get_or_create(new)
+    assert not again and found.id == created.id
+    assert len(condition.fetch_all()) == 1

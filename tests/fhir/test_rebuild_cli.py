@@ -1,6 +1,5 @@
 """`his fhir rebuild`: projecting a database filled before the FHIR API existed."""
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, delete, func, select
 from sqlalchemy.orm import Session
@@ -8,16 +7,6 @@ from sqlalchemy.orm import Session
 from his.cli import main
 from his.models import FhirResource, FhirResourceVersion, FhirSearchValue
 from tests import factories
-
-
-@pytest.fixture
-def cli_db(backend, fresh_database, monkeypatch):
-    databases = fresh_database(backend)
-    url = next(databases)
-    monkeypatch.setenv("HIS_ENV", "development")
-    monkeypatch.setenv("HIS_DATABASE_URL", url)
-    yield url
-    databases.close()
 
 
 def _run(*args):

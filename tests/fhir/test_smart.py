@@ -626,16 +626,6 @@ def test_only_admins_register(db_session, babel_context):
 # --- the CLI ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_db(backend, fresh_database, monkeypatch):
-    databases = fresh_database(backend)
-    url = next(databases)
-    monkeypatch.setenv("HIS_ENV", "development")
-    monkeypatch.setenv("HIS_DATABASE_URL", url)
-    yield url
-    databases.close()
-
-
 def test_cli_adds_lists_and_disables_clients(cli_db, tmp_path, rsa_key):
     from his.cli import main
 
