@@ -8,7 +8,20 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from his.authn import csrf
-    from his.fhirapi import reads  # noqa: F401  (route modules add their views to bp)
+
+    # Route modules add their views to the blueprint when imported.
+    from his.fhirapi import (  # noqa: F401
+        audit_events,
+        bulk,
+        capability,
+        conformance,
+        everything,
+        reads,
+        search,
+        smart,
+        transactions,
+        writes,
+    )
     from his.fhirapi.blueprint import bp
 
     csrf.exempt(bp)  # bearer tokens only: nothing a cross-site form could ride on

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from flask_babel import gettext as _
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from his.errors import DomainError
@@ -59,6 +60,38 @@ def from_domain_error(error: DomainError) -> FhirError:
                 }
             )
     return FhirError(status, str(error), issues=issues)
+
+
+@bp.errorhandler(OverflowError)
+@bp.errorhandler(DataError)
+def _value_out_of_range(error: Exception) -> Response:
+    # A number or text the database cannot hold is the client's input, not a server fault.
+    log.info("value_out_of_range", error_type=type(error).__name__)
+    _rollback()
+    return outcome_response(
+        FhirError(422, _("A value in the request is too large or too long for this field."))
+    )
+
+
+@bp.errorhandler(Exception)
+def _unexpected(error: Exception) -> Response:
+    # The operators get the traceback; the client an OperationOutcome with the request id.
+    log.exception("unhandled_exception", error_type=type(error).__name__)
+    _rollback()
+    return outcome_response(
+        FhirError(
+            500,
+            _("Something went wrong on the server. Quote the request id %(id)s when reporting it.")
+            % {"id": g.get("request_id", "")},
+        )
+    )
+
+
+def _rollback() -> None:
+    # A failed flush leaves the session unusable; answering must not touch it.
+    session = g.get("db_session")
+    if session is not None:
+        session.rollback()
 
 
 @bp.errorhandler(HTTPException)

@@ -243,7 +243,9 @@ def _clean(session: Session, data: dict[str, Any], current: Patient | None) -> C
                 system = ""
             elif not system or not value:
                 errors.add(f"identifiers.{n}", _l("Give both the system and the value."))
-            if value:
+            if value and (kind, system, value) in cleaned.extra_identifiers:
+                errors.add(f"identifiers.{n}", _l("This identifier is already in the list."))
+            elif value:
                 cleaned.extra_identifiers.append((kind, system, value))
     if given("allergies"):
         cleaned.allergies = []

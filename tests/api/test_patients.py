@@ -427,6 +427,17 @@ def test_other_identifiers_can_be_resent_unchanged(client, reception, db_session
     assert {i["type"] for i in dropped["identifiers"]} == {"cccd", "bhyt", "mrn", "cmnd"}
 
 
+def test_an_identifier_listed_twice_is_a_field_error_not_a_crash(client, reception, db_session):
+    twice = {"system": "https://lis.bvdk.angiang.vn/patient", "value": "LIS-0042"}
+    response = client.post(
+        "/api/v1/patients",
+        json=new_patient(identifiers=[twice, dict(twice)]),
+        headers={**reception, "Accept-Language": "en"},
+    )
+    assert response.status_code == 422, response.get_json()
+    assert "identifiers.1" in response.get_json()["errors"]
+
+
 def test_an_external_id_belongs_to_one_patient(client, reception, db_session):
     lis = [{"system": "https://lis.example/p", "value": "7"}]
     client.post("/api/v1/patients", json=new_patient(identifiers=lis), headers=reception)

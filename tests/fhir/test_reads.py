@@ -71,3 +71,18 @@ def test_granular_v2_scopes_grant_nothing_until_their_filter_is_enforced():
     assert not scopes.allows(granted, "Patient", "c")
     assert not scopes.allows(granted, "Observation", "r")
     assert scopes.allows(scopes.parse_all("system/*.cruds"), "Encounter", "d")
+
+
+def test_an_unexpected_failure_is_a_500_operation_outcome(app, fhir_get, monkeypatch):
+    from his.fhirapi import reads
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(reads, "require_current", broken)
+    response = fhir_get("/fhir/Patient/1")
+    assert response.status_code == 500
+    body = response.json
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["severity"] == "fatal"
+    assert "boom" not in response.get_data(as_text=True)
