@@ -126,6 +126,12 @@ def flatten_webargs(messages: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle_http_exception(exc: HTTPException) -> Response:
+    if request.path == "/fhir" or request.path.startswith("/fhir/"):
+        # No FHIR route matched (an unknown operation, a path too deep): FHIR clients
+        # still get an OperationOutcome, not problem+json.
+        from his.fhirapi.blueprint import fhir_http_error
+
+        return fhir_http_error(exc)
     status = exc.code or 500
     errors = None
     data = getattr(exc, "data", None) or {}

@@ -27,7 +27,7 @@ from his.fhirapi.outcome import FhirError
 from his.fhirapi.resource_types import SERVED
 from his.fhirapi.searchparams import DATE, REFERENCE, STRING, TOKEN, param, parse_date
 from his.fhirapi.security import FhirAccess, current_access
-from his.fhirapi.wire import dumps, etag, http_date, instant, respond
+from his.fhirapi.wire import dumps, etag, http_date, instant, is_number, respond
 from his.models import AuditAction, AuditEvent, AuditOutcome, Role
 from his.services.access import AUDIT_ROLES
 from his.services.facilities import facility_subtree
@@ -277,7 +277,7 @@ def audit_event_resource(row: AuditEvent) -> dict[str, Any]:
 
 def _row(session: Session, access: FhirAccess, resource_id: str) -> AuditEvent:
     row = None
-    if resource_id.isdigit() and len(resource_id) < 19:
+    if is_number(resource_id) and len(resource_id) < 19:
         row = session.scalars(
             select(AuditEvent).where(AuditEvent.id == int(resource_id), _visible(session, access))
         ).one_or_none()
@@ -389,7 +389,7 @@ def audit_event_type_history() -> Response:
 
 def _count(params: list[tuple[str, str]]) -> int:
     raw = next((v for k, v in params if k == "_count"), str(COUNT_DEFAULT))
-    if not raw.isdigit():
+    if not is_number(raw):
         raise FhirError(400, _("_count must be a whole number."), expression=["_count"])
     return max(1, min(int(raw), COUNT_MAX))
 
@@ -410,7 +410,7 @@ def _search(params: list[tuple[str, str]], bundle_type: str) -> Response:
         stmt = stmt.where(_condition(name, value))
     before = next((v for k, v in params if k == "_before"), None)
     if before is not None:
-        if not before.isdigit() or len(before) > 18:
+        if not is_number(before) or len(before) > 18:
             raise FhirError(400, _("The paging cursor is not valid."), expression=["_before"])
         stmt = stmt.where(AuditEvent.id < int(before))
     rows = list(session.scalars(stmt.order_by(AuditEvent.id.desc()).limit(count + 1)))
@@ -513,7 +513,7 @@ def _id_of(value: str, resource_type: str) -> int | None:
     if len(parts) >= 2 and parts[-2] != resource_type:
         return None
     last = parts[-1]
-    return int(last) if last.isdigit() and len(last) < 19 else None
+    return int(last) if is_number(last) and len(last) < 19 else None
 
 
 def _patient(value: str) -> ColumnElement[bool]:
@@ -614,7 +614,7 @@ def _source(value: str) -> ColumnElement[bool]:
 
 
 def _id(value: str) -> ColumnElement[bool]:
-    return AuditEvent.id == int(value) if value.isdigit() and len(value) < 19 else false()
+    return AuditEvent.id == int(value) if is_number(value) and len(value) < 19 else false()
 
 
 _TOKEN_PARAMS = {

@@ -95,7 +95,7 @@ def _rollback() -> None:
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(error: HTTPException) -> Response:
+def fhir_http_error(error: HTTPException) -> Response:
     status = error.code or 500
     detail = error.description or _("The request failed.")
     headers = {}

@@ -19,7 +19,7 @@ from his.fhirapi.bundle import base_url
 from his.fhirapi.outcome import FhirError, issue, operation_outcome
 from his.fhirapi.searchparams import parse_date
 from his.fhirapi.security import FhirAccess, current_access
-from his.fhirapi.wire import NDJSON, http_date, respond
+from his.fhirapi.wire import NDJSON, http_date, is_number, respond
 from his.models import FhirExportFile, FhirGroup
 from his.services import fhir_export
 from his.services.fhir_export import EXPORT_TYPES, OUTPUT_FORMATS, ExportRequest
@@ -143,7 +143,7 @@ def _status_url(job_id: str) -> str:
 
 
 def _group(session, access: FhirAccess, group_id: str | None) -> FhirGroup:
-    group = session.get(FhirGroup, int(group_id)) if group_id and group_id.isdigit() else None
+    group = session.get(FhirGroup, int(group_id)) if group_id and is_number(group_id) else None
     if group is None or not group.active or not access.sees_facility(group.facility_id):
         raise FhirError(404, _("Group/%(id)s does not exist.") % {"id": group_id})
     return group
@@ -238,7 +238,10 @@ def export_status(job_id: str) -> Response:
         )
     manifest = _absolute(job.manifest or {})
     headers = {"Expires": http_date(job.expires_at)} if job.expires_at else {}
-    return respond(manifest, 200, headers)
+    response = respond(manifest, 200, headers)
+    # The Bulk Data manifest is plain JSON, not a FHIR resource.
+    response.content_type = "application/json; charset=utf-8"
+    return response
 
 
 def _absolute(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from flask import Response
 from his.fhirapi import searchparams
 from his.fhirapi.blueprint import bp
 from his.fhirapi.bundle import base_url
-from his.fhirapi.resource_types import AUDIT, CREATABLE, SERVED, UPDATABLE
+from his.fhirapi.resource_types import AUDIT, CREATABLE, PROJECTED, SERVED, UPDATABLE
 from his.fhirapi.search import COMMON
 from his.fhirapi.wire import FHIR_VERSION, respond
 
@@ -124,13 +124,16 @@ def _resource(resource_type: str) -> dict[str, Any]:
     if resource_type in UPDATABLE:
         found["conditionalCreate"] = True
     references = [p for p in declared.values() if p.type == searchparams.REFERENCE]
-    if references:
+    # AuditEvent is served from the audit trail, not the projection the includes read.
+    if references and resource_type in PROJECTED:
         found["searchInclude"] = [f"{resource_type}:{p.name}" for p in references]
     pointing = sorted(
         f"{source}:{p.name}"
         for source, by_name in searchparams.PARAMS.items()
         for p in by_name.values()
-        if p.type == searchparams.REFERENCE and (resource_type in p.targets)
+        if p.type == searchparams.REFERENCE
+        and resource_type in p.targets
+        and source in PROJECTED
     )
     if pointing:
         found["searchRevInclude"] = pointing

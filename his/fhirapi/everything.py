@@ -27,7 +27,7 @@ from his.fhirapi.outcome import FhirError
 from his.fhirapi.resource_types import PROJECTED
 from his.fhirapi.security import FhirAccess, current_access
 from his.fhirapi.store import require_current
-from his.fhirapi.wire import respond
+from his.fhirapi.wire import is_number, respond
 from his.models import FhirResource, FhirSearchValue
 
 COUNT_DEFAULT = 50
@@ -76,14 +76,14 @@ def everything(patient_id: str) -> Response:
 
 def _count() -> int:
     raw = request.args.get("_count", str(COUNT_DEFAULT))
-    if not raw.isdigit() or int(raw) < 1:
+    if not is_number(raw) or int(raw) < 1:
         raise FhirError(400, _("_count must be a positive whole number."), expression=["_count"])
     return min(int(raw), COUNT_MAX)
 
 
 def _cursor() -> int:
     raw = request.args.get("_cursor", "0")
-    if not raw.isdigit():
+    if not is_number(raw):
         raise FhirError(400, _("The paging cursor is not valid."), expression=["_cursor"])
     return int(raw)
 

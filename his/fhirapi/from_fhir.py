@@ -13,6 +13,8 @@ from flask_babel import gettext as _
 from his.errors import DomainError
 from his.fhirapi import systems
 from his.fhirapi.outcome import FhirError
+from his.fhirapi.wire import is_number
+from his.text import clean
 
 # --- Patient ------------------------------------------------------------------------------
 
@@ -84,11 +86,21 @@ def patient_input(resource: dict[str, Any]) -> PatientInput:
     given = [g for g in name.get("given") or [] if isinstance(g, str)]
     family = name.get("family") if isinstance(name.get("family"), str) else None
     text = name.get("text") if isinstance(name.get("text"), str) else None
-    data["full_name"] = text or " ".join(p for p in [family, *given] if p)
+    parts = " ".join(p for p in [family, *given] if p)
+    where = f"Patient.name[{max(n, 0)}]"
+    if text and parts and clean(text).casefold() != clean(parts).casefold():
+        # The name as on the ID card (text) is what the gateway checks; parts that do not
+        # make it up would be stored apart from it and searched as another name.
+        raise FhirError(
+            422,
+            _("The family and given names do not make up the full name (name.text)."),
+            code="invariant",
+            expression=[where],
+        )
+    data["full_name"] = text or parts
     data["family_name"] = family
     data["middle_name"] = " ".join(given[:-1]) or None
     data["given_name"] = given[-1] if given else None
-    where = f"Patient.name[{max(n, 0)}]"
     paths.update(
         full_name=where,
         family_name=f"{where}.family",
@@ -279,7 +291,7 @@ def codes(node: Any) -> list[tuple[str | None, str]]:
 def numeric_id(prefix: str, value: str, expression: str) -> int:
     """``r12`` with prefix ``r`` → 12, or a 422 naming the element."""
     rest = value[len(prefix) :] if value.startswith(prefix) else ""
-    if not rest.isdigit():
+    if not is_number(rest):
         raise FhirError(
             422,
             _("%(value)s is not a resource of this server.") % {"value": value},
@@ -315,3 +327,30 @@ def reference_range(resource: dict[str, Any]) -> str | None:
         if low is not None or high is not None:
             return f"{'' if low is None else low}–{'' if high is None else high}"
     return None
+
+
+def check_patient_fields(found: PatientInput, *, create: bool) -> None:
+    """The REST API's field rules (lengths, required full name) on the same input, so a
+    FHIR write cannot store what the REST API refuses."""
+    from his.api.patients import PatientCreateSchema, PatientInSchema
+    from his.errors import ValidationFailed
+    from his.validation_messages import translate_errors
+
+    schema = PatientCreateSchema() if create else PatientInSchema()
+    errors = schema.validate(found.data)
+    if errors:
+        flat = _flatten(translate_errors(errors))
+        raise fhir_error(
+            ValidationFailed(_("Some fields are not valid."), errors=flat), found.paths, "Patient"
+        )
+
+
+def _flatten(errors: dict[str, Any], prefix: str = "") -> dict[str, list[str]]:
+    flat: dict[str, list[str]] = {}
+    for key, value in errors.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return flat

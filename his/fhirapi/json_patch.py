@@ -8,6 +8,8 @@ from typing import Any
 
 from flask_babel import gettext as _
 
+from his.fhirapi.wire import is_number
+
 
 class PatchError(ValueError):
     def __init__(self, message: str, *, index: int, failed_test: bool = False):
@@ -30,7 +32,7 @@ def _tokens(pointer: Any, index: int) -> list[str]:
 def _index(container: list, part: str, index: int, *, adding: bool) -> int:
     if adding and part == "-":
         return len(container)
-    if not part.isdigit() or (len(part) > 1 and part.startswith("0")):
+    if not is_number(part) or (len(part) > 1 and part.startswith("0")):
         raise PatchError(
             _("Operation %(n)s: %(part)s is not an array index.") % {"n": index, "part": part},
             index=index,

@@ -17,7 +17,7 @@ from his.fhirapi.resource_types import require_type
 from his.fhirapi.searchparams import parse_date
 from his.fhirapi.security import current_access
 from his.fhirapi.store import require_current, version
-from his.fhirapi.wire import etag, http_date, parse_etag, respond
+from his.fhirapi.wire import etag, http_date, is_number, parse_etag, respond
 from his.models import FhirResource, FhirResourceVersion
 
 HISTORY_COUNT_DEFAULT = 20
@@ -50,7 +50,7 @@ def vread(resource_type: str, resource_id: str, version_id: str) -> Response:
     access.require(resource_type, "r")
     session = db_session()
     row = require_current_or_deleted(session, access, resource_type, resource_id)
-    found = version(session, row, int(version_id)) if version_id.isdigit() else None
+    found = version(session, row, int(version_id)) if is_number(version_id) else None
     if found is None:
         raise FhirError(
             404,
@@ -118,7 +118,7 @@ def _history(stmt, path: str) -> Response:
         stmt = stmt.where(FhirResourceVersion.last_updated >= span[0])
     before = request.args.get("_before_version")
     if before:
-        if not before.isdigit():
+        if not is_number(before):
             raise FhirError(400, _("The paging cursor is not valid."))
         stmt = stmt.where(FhirResourceVersion.id < int(before))
     rows = list(db_session().scalars(stmt.order_by(FhirResourceVersion.id.desc()).limit(count + 1)))
@@ -160,7 +160,7 @@ def instant_of(moment: dt.datetime) -> str:
 
 def _count_param() -> int:
     raw = request.args.get("_count", str(HISTORY_COUNT_DEFAULT))
-    if not raw.isdigit():
+    if not is_number(raw):
         raise FhirError(400, _("_count must be a whole number."), expression=["_count"])
     return max(1, min(int(raw), HISTORY_COUNT_MAX))
 

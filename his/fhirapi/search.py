@@ -43,7 +43,7 @@ from his.fhirapi import audit_log, searchparams
 from his.fhirapi.blueprint import bp
 from his.fhirapi.bundle import Entry, base_url, bundle_text, full_url
 from his.fhirapi.outcome import FhirError, issue, operation_outcome
-from his.fhirapi.resource_types import SERVED, require_type
+from his.fhirapi.resource_types import PROJECTED, SERVED, require_type
 from his.fhirapi.searchparams import (
     DATE,
     NUMBER,
@@ -56,7 +56,7 @@ from his.fhirapi.searchparams import (
     parse_date,
 )
 from his.fhirapi.security import FhirAccess, current_access
-from his.fhirapi.wire import dumps, respond
+from his.fhirapi.wire import dumps, is_number, respond
 from his.models import FhirResource, FhirSearchValue
 from his.text import fold_vi
 
@@ -279,7 +279,7 @@ def _check_value(p: Param, modifier: str | None, value: str, key: str) -> None:
 def _parse_control(query: Query, key: str, value: str, unknown) -> None:
     name, _colon, modifier = key.partition(":")
     if name == "_count":
-        if not value.isdigit():
+        if not is_number(value):
             raise _bad(_("_count must be a whole number."), "_count")
         query.count = min(int(value), COUNT_MAX)
     elif name == "_total":
@@ -329,6 +329,10 @@ def _include_spec(resource_type: str, name: str, value: str, unknown):
             _("_include must start with the searched type %(type)s.") % {"type": resource_type},
             name,
         )
+        return None
+    if source not in PROJECTED:
+        # AuditEvent and the conformance resources are not in the projection includes read.
+        unknown(_("%(type)s cannot be included.") % {"type": source}, name)
         return None
     if param_name != "*":
         p = searchparams.params_of(source).get(param_name)
@@ -918,10 +922,10 @@ def _patient_of(query: Query) -> int | None:
             continue
         value = c.values[0]
         if query.resource_type == "Patient" and c.param.name == "_id":
-            return int(value) if value.isdigit() else None
+            return int(value) if is_number(value) else None
         if c.param.type == REFERENCE and c.param.name in ("patient", "subject", "beneficiary"):
             ref = value.rsplit("Patient/", 1)[-1]
-            if ref.isdigit():
+            if is_number(ref):
                 return int(ref)
     return None
 

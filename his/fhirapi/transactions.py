@@ -92,6 +92,18 @@ def batch_or_transaction() -> Response:
             expression=["Bundle.entry"],
         )
     jobs: list[Job | FhirError] = [_job(n, e) for n, e in enumerate(raw_entries)]
+    seen: dict[str, int] = {}
+    for job in jobs:
+        if isinstance(job, Job) and job.full_url:
+            if job.full_url in seen:
+                # Two entries with one fullUrl make every reference to it ambiguous.
+                raise FhirError(
+                    400,
+                    _("Entries %(first)s and %(second)s have the same fullUrl.")
+                    % {"first": seen[job.full_url], "second": job.index},
+                    expression=[f"Bundle.entry[{job.index}].fullUrl"],
+                )
+            seen[job.full_url] = job.index
     transaction = kind == "transaction"
     if transaction:
         for job in jobs:

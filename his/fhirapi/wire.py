@@ -65,10 +65,16 @@ def etag(version_id: int) -> str:
     return f'W/"{version_id}"'
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits that fit a 64-bit id. ``str.isdigit`` alone also accepts "²" and
+    Arabic-Indic digits, which ``int()`` then refuses or the database cannot hold."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def parse_etag(value: str) -> int | None:
     """``W/"3"`` or ``"3"`` → 3; anything else None."""
     value = value.strip()
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    return int(value) if value.isdigit() else None
+    return int(value) if is_number(value) else None

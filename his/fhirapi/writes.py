@@ -34,7 +34,7 @@ from his.fhirapi.resource_types import CREATABLE, UPDATABLE, require_type
 from his.fhirapi.security import FhirAccess, current_access
 from his.fhirapi.store import current
 from his.fhirapi.validation import validate
-from his.fhirapi.wire import etag, http_date, parse_etag, respond
+from his.fhirapi.wire import etag, http_date, is_number, parse_etag, respond
 from his.models import AuditAction, FhirResource, FhirSearchValue, ServiceOrder
 
 Key = tuple[str, str]
@@ -155,6 +155,7 @@ def _create_patient(session: Session, access: FhirAccess, resource: dict[str, An
     from his.services import patients
 
     found = from_fhir.patient_input(resource)
+    from_fhir.check_patient_fields(found, create=True)
     patient = _service(
         lambda: patients.register_patient(
             session, access.principal, found.data, checker=_checker()
@@ -167,7 +168,7 @@ def _create_patient(session: Session, access: FhirAccess, resource: dict[str, An
 
 def _subject_patient(resource: dict[str, Any], element: str, resource_type: str) -> int:
     ref = from_fhir.reference(resource.get(element))
-    if ref is None or ref[0] != "Patient" or not ref[1].isdigit():
+    if ref is None or ref[0] != "Patient" or not is_number(ref[1]):
         raise FhirError(
             422,
             _("%(element)s must reference the Patient.") % {"element": element},
@@ -540,6 +541,7 @@ def _update_patient(
     from his.services import patients
 
     found = from_fhir.patient_input(resource)
+    from_fhir.check_patient_fields(found, create=False)
     stored = patients.load_patient(session, patient_id)
     if found.bhyt is not None and found.bhyt in (
         stored.identifier(IdentifierType.BHYT),
@@ -581,7 +583,9 @@ def patch(
             404,
             _("%(type)s/%(id)s does not exist.") % {"type": resource_type, "id": resource_id},
         )
-    _check_if_match(row, if_match, required=False)
+    # A patch overwrites what it touches: like an update, it names the version it read, so
+    # two clients patching the same record cannot silently undo each other.
+    _check_if_match(row, if_match, required=True)
     try:
         patched = apply_patch(json.loads(row.content), operations)
     except PatchError as error:

@@ -86,3 +86,43 @@ def test_an_unexpected_failure_is_a_500_operation_outcome(app, fhir_get, monkeyp
     assert body["resourceType"] == "OperationOutcome"
     assert body["issue"][0]["severity"] == "fatal"
     assert "boom" not in response.get_data(as_text=True)
+
+
+def test_digits_that_are_not_ascii_or_too_long_never_crash(db_session, fhir_get):
+    patient = PatientFactory()
+    db_session.commit()
+    huge = "9" * 23
+    answers = {
+        "/fhir/Patient?_id=%C2%B2": 200,  # "²" is a digit to str.isdigit, not to int()
+        f"/fhir/Patient?_id={huge}": 200,
+        f"/fhir/Encounter?patient={huge}": 200,
+        f"/fhir/Coverage?beneficiary=Patient/{huge}": 200,
+        f"/fhir/Patient/{patient.id}/_history/%C2%B2": 404,
+        f"/fhir/Patient/{patient.id}/_history/{huge}": 404,
+        f"/fhir/Patient/{patient.id}/_history?_count=%C2%B2": 400,
+        "/fhir/Patient?_count=%C2%B2": 400,
+        f"/fhir/Patient/{patient.id}/$everything?_count=%C2%B2": 400,
+    }
+    for path, status in answers.items():
+        response = fhir_get(path)
+        assert response.status_code == status, (path, response.json)
+        assert response.json["resourceType"] in ("Bundle", "OperationOutcome"), path
+
+
+def test_no_route_under_fhir_still_answers_an_operation_outcome(fhir_get):
+    for path in ("/fhir/Patient/1/$foo", "/fhir/Patient/1/foo/bar", "/fhir/bulk/x/file/a/b"):
+        response = fhir_get(path)
+        assert response.status_code == 404, path
+        assert response.json["resourceType"] == "OperationOutcome", path
+
+
+def test_audit_events_are_not_offered_as_includes(fhir_get):
+    refused = fhir_get("/fhir/Patient?_revinclude=AuditEvent:patient")
+    assert refused.status_code == 400
+    metadata = fhir_get("/fhir/metadata").json
+    for resource in metadata["rest"][0]["resource"]:
+        assert not any(i.startswith("AuditEvent:") for i in resource.get("searchRevInclude", [])), (
+            resource["type"]
+        )
+        if resource["type"] == "AuditEvent":
+            assert "searchInclude" not in resource

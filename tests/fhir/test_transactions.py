@@ -268,3 +268,21 @@ def test_if_none_exist_sees_an_earlier_entry_of_the_same_transaction(post_bundle
         )
         == 1
     )
+
+
+def test_two_entries_with_one_full_url_are_refused(post_bundle, db_session):
+    before = _patients(db_session)
+    same = urn()
+    response = post_bundle(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                post_entry(patient("Lê Văn Một"), same),
+                post_entry(patient("Lê Văn Hai"), same),
+            ],
+        }
+    )
+    assert response.status_code == 400
+    assert response.json["issue"][0]["expression"] == ["Bundle.entry[1].fullUrl"]
+    assert _patients(db_session) == before

@@ -266,8 +266,9 @@ def test_json_patch(fhir, db_session):
         f"/fhir/Patient/{pid}",
         [{"op": "test", "path": "/gender", "value": "female"}],
         content_type="application/json-patch+json",
+        If_Match='W/"2"',
     )
-    assert failed_test.status_code in (409, 412, 422)
+    assert failed_test.status_code == 409
     stale = fhir(
         "PATCH",
         f"/fhir/Patient/{pid}",
@@ -281,8 +282,22 @@ def test_json_patch(fhir, db_session):
         f"/fhir/Patient/{pid}",
         [{"op": "remove", "path": "/nothing/here"}],
         content_type="application/json-patch+json",
+        If_Match='W/"2"',
     )
     assert bad_path.status_code == 422
+    unversioned = fhir(
+        "PATCH", f"/fhir/Patient/{pid}", ops, content_type="application/json-patch+json"
+    )
+    assert unversioned.status_code == 412
+    too_long = fhir(
+        "PATCH",
+        f"/fhir/Patient/{pid}",
+        [{"op": "replace", "path": "/name/0/given", "value": ["X" + "a" * 300]}],
+        content_type="application/json-patch+json",
+        If_Match='W/"2"',
+    )
+    assert too_long.status_code == 422, too_long.json
+    assert too_long.json["issue"][0]["expression"][0].startswith("Patient.name[0]")
     wrong_type = fhir("PATCH", f"/fhir/Patient/{pid}", ops)
     assert wrong_type.status_code == 415
 
@@ -533,3 +548,29 @@ def test_a_backend_client_records_results_within_its_scopes(fhir, db_session, la
         )
     ).all()
     assert any(d and d.startswith("fhir client lab-") for d in detail)
+
+
+def test_fhir_writes_keep_the_rest_apis_field_rules(fhir, db_session):
+    before = _count(db_session, Patient)
+    long_given = "A" * 150
+    too_long = fhir(
+        "POST",
+        "/fhir/Patient",
+        patient_resource(
+            name=[{"text": f"Nguyễn {long_given}", "family": "Nguyễn", "given": [long_given]}]
+        ),
+    )
+    assert too_long.status_code == 422, too_long.json
+    assert any(i.get("expression") == ["Patient.name[0].given"] for i in too_long.json["issue"]), (
+        too_long.json
+    )
+    parts_disagree = fhir(
+        "POST",
+        "/fhir/Patient",
+        patient_resource(
+            name=[{"text": "NGUYỄN VĂN AN", "family": "Nguyễn", "given": ["Văn", "An", "Lan"]}]
+        ),
+    )
+    assert parts_disagree.status_code == 422
+    assert parts_disagree.json["issue"][0]["expression"] == ["Patient.name[0]"]
+    assert _count(db_session, Patient) == before

@@ -19,6 +19,7 @@ from his.fhirapi.mappers import ALL_IDS
 from his.fhirapi.mappers.common import coding, concept, date_time, drop_empty, ref
 from his.fhirapi.projection import Built, builder, trigger
 from his.fhirapi.searchparams import DATE, REFERENCE, TOKEN, param
+from his.fhirapi.wire import is_number
 from his.models import (
     Diagnosis,
     Disposition,
@@ -143,7 +144,7 @@ def row_id(resource_id: str, prefix: str = "") -> int | None:
     if not resource_id.startswith(prefix):
         return None
     digits = resource_id[len(prefix) :]
-    return int(digits) if digits.isdigit() and len(digits) < 19 else None
+    return int(digits) if is_number(digits) and len(digits) < 19 else None
 
 
 def clinician_ref(session: Session, user_id: int | None) -> dict[str, Any] | None:

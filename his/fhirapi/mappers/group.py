@@ -12,6 +12,7 @@ from his.fhirapi.mappers import ALL_IDS
 from his.fhirapi.mappers.common import date_time, drop_empty, ref
 from his.fhirapi.projection import Built, builder, trigger
 from his.fhirapi.searchparams import REFERENCE, STRING, TOKEN, param
+from his.fhirapi.wire import is_number
 from his.models import FhirGroup, FhirGroupMember
 
 param("Group", "identifier", TOKEN, "identifier")
@@ -42,7 +43,7 @@ ALL_IDS["Group"] = _ids
 
 @builder("Group")
 def build_group(session: Session, resource_id: str) -> Built | None:
-    if not resource_id.isdigit():
+    if not is_number(resource_id):
         return None
     group = session.get(FhirGroup, int(resource_id))
     if group is None:

@@ -16,6 +16,7 @@ from his.fhirapi.mappers import ALL_IDS
 from his.fhirapi.mappers.common import coding, concept, date_time, drop_empty, ref
 from his.fhirapi.projection import Built, builder, trigger
 from his.fhirapi.searchparams import DATE, REFERENCE, TOKEN, param
+from his.fhirapi.wire import is_number
 from his.models import (
     Dispense,
     DispenseKind,
@@ -65,7 +66,7 @@ ALL_IDS["Medication"] = _drug_ids
 
 @builder("Medication")
 def build_medication(session: Session, resource_id: str) -> Built | None:
-    if not resource_id.isdigit():
+    if not is_number(resource_id):
         return None
     drug = session.get(Drug, int(resource_id))
     if drug is None:
@@ -187,7 +188,7 @@ ALL_IDS["MedicationRequest"] = _item_ids
 
 @builder("MedicationRequest")
 def build_medication_request(session: Session, resource_id: str) -> Built | None:
-    if not resource_id.isdigit():
+    if not is_number(resource_id):
         return None
     item = session.get(PrescriptionItem, int(resource_id))
     if item is None:
@@ -349,7 +350,7 @@ ALL_IDS["MedicationDispense"] = _line_ids
 
 @builder("MedicationDispense")
 def build_medication_dispense(session: Session, resource_id: str) -> Built | None:
-    if not resource_id.isdigit():
+    if not is_number(resource_id):
         return None
     line = session.get(DispenseLine, int(resource_id))
     if line is None:

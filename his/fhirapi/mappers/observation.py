@@ -23,6 +23,7 @@ from his.fhirapi.mappers.common import coding, concept, date_time, drop_empty, r
 from his.fhirapi.mappers.encounter import clinician_ref, row_id
 from his.fhirapi.projection import Built, builder, trigger
 from his.fhirapi.searchparams import DATE, QUANTITY, REFERENCE, TOKEN, param
+from his.fhirapi.wire import is_number
 from his.models import (
     DiagnosticReport,
     Encounter,
@@ -468,7 +469,7 @@ def result_resource(
 def build_observation(session: Session, resource_id: str) -> Built | None:
     if resource_id.startswith("vs"):
         vid, _, kind = resource_id[2:].partition("-")
-        vitals = session.get(VitalSigns, int(vid)) if vid.isdigit() and len(vid) < 19 else None
+        vitals = session.get(VitalSigns, int(vid)) if is_number(vid) and len(vid) < 19 else None
         if vitals is None or kind not in KINDS or not _has_value(vitals, kind):
             return None
         patient_id, facility_id = _patient_and_facility(session, vitals.encounter_id)

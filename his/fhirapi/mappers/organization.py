@@ -13,6 +13,7 @@ from his.fhirapi.mappers import ALL_IDS
 from his.fhirapi.mappers.common import coding, concept, drop_empty, ref
 from his.fhirapi.projection import Built, builder, trigger
 from his.fhirapi.searchparams import REFERENCE, STRING, TOKEN, param
+from his.fhirapi.wire import is_number
 from his.models import CareLevel, Department, Facility, LegacyTier, Room
 
 CARE_LEVEL_DISPLAY = {
@@ -53,7 +54,7 @@ ALL_IDS["Organization"] = _organization_ids
 
 @builder("Organization")
 def build_organization(session: Session, resource_id: str) -> Built | None:
-    if not resource_id.isdigit():
+    if not is_number(resource_id):
         return None
     facility = session.get(Facility, int(resource_id))
     if facility is None:
@@ -145,7 +146,7 @@ ALL_IDS["Location"] = _location_ids
 @builder("Location")
 def build_location(session: Session, resource_id: str) -> Built | None:
     kind, number = resource_id[:1], resource_id[1:]
-    if not number.isdigit():
+    if not is_number(number):
         return None
     if kind == "d":
         department = session.get(Department, int(number))

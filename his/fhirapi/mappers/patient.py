@@ -12,6 +12,7 @@ from his.fhirapi import systems
 from his.fhirapi.mappers import ALL_IDS
 from his.fhirapi.mappers.common import coding, concept, drop_empty, ref
 from his.fhirapi.projection import Built, builder, trigger
+from his.fhirapi.wire import is_number
 from his.models import IdentifierType, Patient, PatientIdentifier, Sex
 
 GENDER = {Sex.MALE: "male", Sex.FEMALE: "female", Sex.UNDETERMINED: "unknown"}
@@ -52,7 +53,7 @@ ALL_IDS["Patient"] = _all_ids
 
 @builder("Patient")
 def build_patient(session: Session, resource_id: str) -> Built | None:
-    if not resource_id.isdigit():
+    if not is_number(resource_id):
         return None
     patient = session.get(Patient, int(resource_id), options=[selectinload(Patient.identifiers)])
     if patient is None:

@@ -14,6 +14,7 @@ from his.fhirapi.mappers import ALL_IDS
 from his.fhirapi.mappers.common import coding, drop_empty, ref
 from his.fhirapi.projection import Built, builder, trigger
 from his.fhirapi.searchparams import REFERENCE, STRING, TOKEN, param
+from his.fhirapi.wire import is_number
 from his.models import Role, User, UserRole
 
 # Roles that make a user a Practitioner; with the HL7 practitioner-role code they map to.
@@ -55,7 +56,7 @@ ALL_IDS["PractitionerRole"] = _ids
 
 
 def _clinician(session: Session, resource_id: str) -> User | None:
-    if not resource_id.isdigit():
+    if not is_number(resource_id):
         return None
     user = session.get(User, int(resource_id), options=[selectinload(User.role_rows)])
     # A user whose last clinical role was taken away is no longer a Practitioner: gone.
