@@ -10,7 +10,7 @@ from his.models import AuditAction, FhirResource
 from his.services import audit
 
 
-def _detail(access: FhirAccess, what: str) -> str:
+def detail_for(access: FhirAccess, what: str) -> str:
     who = f"fhir client {access.client_id}" if access.client_id else "fhir"
     return f"{who}: {what}"
 
@@ -23,7 +23,7 @@ def read(session: Session, access: FhirAccess, row: FhirResource) -> None:
         entity_type=row.resource_type,
         entity_id=row.resource_id,
         patient_id=row.patient_id,
-        detail=_detail(access, "read"),
+        detail=detail_for(access, "read"),
     )
 
 
@@ -40,7 +40,7 @@ def search(
         AuditAction.SEARCH,
         entity_type=resource_type,
         patient_id=patient_id,
-        detail=_detail(access, what),
+        detail=detail_for(access, what),
     )
 
 
@@ -54,5 +54,5 @@ def change(
         entity_type=row.resource_type,
         entity_id=row.resource_id,
         patient_id=row.patient_id,
-        detail=_detail(access, what),
+        detail=detail_for(access, what),
     )

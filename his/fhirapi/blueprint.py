@@ -36,7 +36,33 @@ def outcome_response(error: FhirError) -> Response:
 
 @bp.errorhandler(FhirError)
 def _fhir_error(error: FhirError) -> Response:
+    if error.status == 403:
+        _audit_denial()
     return outcome_response(error)
+
+
+def _audit_denial() -> None:
+    """A refused request is recorded even though it fails: whatever it did is rolled back
+    first, then the refusal alone is committed, naming the staff member or the client."""
+    from his.context import db_session
+    from his.fhirapi.audit_log import detail_for
+    from his.models import AuditAction, AuditOutcome
+    from his.services import audit
+
+    access = g.get("fhir_access")
+    if access is None:
+        return
+    session = db_session()
+    session.rollback()
+    rule = request.url_rule.rule if request.url_rule else request.path
+    audit.record(
+        session,
+        access.principal,
+        AuditAction.ACCESS_DENIED,
+        outcome=AuditOutcome.DENIED,
+        detail=detail_for(access, f"{request.method} {rule}"),
+    )
+    session.commit()
 
 
 @bp.errorhandler(DomainError)

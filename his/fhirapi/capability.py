@@ -131,9 +131,7 @@ def _resource(resource_type: str) -> dict[str, Any]:
         f"{source}:{p.name}"
         for source, by_name in searchparams.PARAMS.items()
         for p in by_name.values()
-        if p.type == searchparams.REFERENCE
-        and resource_type in p.targets
-        and source in PROJECTED
+        if p.type == searchparams.REFERENCE and resource_type in p.targets and source in PROJECTED
     )
     if pointing:
         found["searchRevInclude"] = pointing

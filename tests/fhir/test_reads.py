@@ -126,3 +126,18 @@ def test_audit_events_are_not_offered_as_includes(fhir_get):
         )
         if resource["type"] == "AuditEvent":
             assert "searchInclude" not in resource
+
+
+def test_a_refused_fhir_request_is_in_the_audit_trail(db_session, fhir_get):
+    from his.models import AuditAction, AuditEvent
+
+    refused = fhir_get("/fhir/AuditEvent")  # a doctor is not an auditor
+    assert refused.status_code == 403
+    row = db_session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.action == AuditAction.ACCESS_DENIED)
+        .order_by(AuditEvent.id.desc())
+    ).first()
+    assert row is not None
+    assert row.detail.endswith("GET /fhir/AuditEvent")
+    assert row.user_id is not None

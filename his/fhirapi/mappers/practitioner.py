@@ -70,9 +70,9 @@ def build_practitioner(session: Session, resource_id: str) -> Built | None:
     user = _clinician(session, resource_id)
     if user is None:
         return None
-    identifiers: list[dict[str, Any]] = [
-        {"use": "usual", "system": systems.USERNAME, "value": user.username}
-    ]
+    # Not the login name: publishing it would hand every account name to whoever reads
+    # the directory. Clinicians are identified by their practising certificate (CCHN).
+    identifiers: list[dict[str, Any]] = []
     if user.practising_certificate:
         identifiers.append(
             {"use": "official", "system": systems.CCHN, "value": user.practising_certificate}
