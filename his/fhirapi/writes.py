@@ -191,8 +191,8 @@ def _create_observation(session: Session, access: FhirAccess, resource: dict[str
             break
     encounter_ref = from_fhir.reference(resource.get("encounter"))
     if order_id is None and encounter_ref and encounter_ref[0] == "Encounter":
-        encounter_id = from_fhir.numeric_id("e", encounter_ref[1], "Observation.encounter")
-        order_id = _order_by_code(session, encounter_id, resource)
+        examinations = _examinations_of(session, encounter_ref[1], "Observation.encounter")
+        order_id = _order_by_code(session, examinations, resource)
     if order_id is None:
         raise FhirError(
             422,
@@ -238,13 +238,29 @@ def _create_observation(session: Session, access: FhirAccess, resource: dict[str
     return ("Observation", f"r{result.id}")
 
 
-def _order_by_code(session: Session, encounter_id: int, resource: dict[str, Any]) -> int | None:
+def _examinations_of(session: Session, encounter_id: str, expression: str) -> list[int]:
+    """The examination ``e12``, or every examination of the visit ``v7``: a lab system
+    often knows only the visit (its MA_LK), not which examination ordered the test."""
+    from his.models import Encounter
+
+    if encounter_id.startswith("v"):
+        visit_id = from_fhir.numeric_id("v", encounter_id, expression)
+        return list(session.scalars(select(Encounter.id).where(Encounter.visit_id == visit_id)))
+    return [from_fhir.numeric_id("e", encounter_id, expression)]
+
+
+def _order_by_code(
+    session: Session, encounter_ids: list[int], resource: dict[str, Any]
+) -> int | None:
     wanted = {code for _system, code in from_fhir.codes(resource.get("code"))}
-    if not wanted:
+    if not wanted or not encounter_ids:
         return None
     return session.scalar(
         select(ServiceOrder.id)
-        .where(ServiceOrder.encounter_id == encounter_id, ServiceOrder.service_code.in_(wanted))
+        .where(
+            ServiceOrder.encounter_id.in_(encounter_ids),
+            ServiceOrder.service_code.in_(wanted),
+        )
         .order_by(ServiceOrder.id.desc())
         .limit(1)
     )

@@ -401,6 +401,15 @@ def test_observation_on_an_order_and_on_an_encounter(fhir, db_session, lab_order
     assert response.status_code == 201, response.json
     second = int(response.headers["Location"].split("/Observation/r")[1].split("/")[0])
     assert db_session.get(ObservationResult, second).supersedes_id == result_id
+    on_visit = observation(
+        pid,
+        encounter={"reference": f"Encounter/v{lab_order['encounter'].visit_id}"},
+        valueQuantity={"value": 6.3, "unit": "mmol/L"},
+    )
+    response = fhir("POST", "/fhir/Observation", on_visit, token=lab_order["token"])
+    assert response.status_code == 201, response.json
+    third = int(response.headers["Location"].split("/Observation/r")[1].split("/")[0])
+    assert db_session.get(ObservationResult, third).order_id == order.id
 
 
 def test_observation_for_another_patient_or_without_order_is_422(fhir, db_session, lab_order):
