@@ -1,4 +1,5 @@
-"""fhir projection, backend clients, bulk export, diagnostic reports
+"""FHIR: the projection (resources, versions, search values), backend clients, bulk
+export jobs and groups, diagnostic reports; results may come from a backend client
 
 Revision ID: 0007
 Revises: 0006
@@ -9,7 +10,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = "0007"
 down_revision: str | None = "0006"
