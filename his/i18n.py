@@ -24,7 +24,8 @@ def select_locale() -> str:
     if chosen in LOCALES:
         g.set_lang_cookie = chosen
         return chosen
-    if request.path.startswith("/api"):
+    # Machine clients (REST and FHIR) say their language in Accept-Language.
+    if request.path.startswith(("/api", "/fhir")):
         best = request.accept_languages.best_match(LOCALES)
         if best:
             return best

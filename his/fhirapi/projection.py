@@ -85,9 +85,9 @@ def _sync_before_commit(session: Session) -> None:
     sync(session)
 
 
-def sync(session: Session) -> list[FhirResource]:
-    """Rebuild every resource noted so far; returns the rows that got a new version."""
-    written: list[FhirResource] = []
+def sync(session: Session) -> int:
+    """Rebuild every resource noted so far; returns how many got a new version."""
+    written = 0
     session.flush()
     while session.info.get(_PENDING):
         pending = sorted(session.info.pop(_PENDING))
@@ -95,9 +95,7 @@ def sync(session: Session) -> list[FhirResource]:
             build = BUILDERS.get(resource_type)
             if build is None:
                 continue
-            row = store(session, resource_type, resource_id, build(session, resource_id))
-            if row is not None:
-                written.append(row)
+            written += store(session, resource_type, resource_id, build(session, resource_id))
         session.flush()
     return written
 
@@ -109,11 +107,11 @@ def store(
     built: Built | None,
     *,
     at: dt.datetime | None = None,
-) -> FhirResource | None:
+) -> bool:
     """Write ``built`` as the next version of the resource, if it differs from the last.
 
-    ``None`` marks the resource deleted (a version without content). Returns the row when
-    a version was written.
+    ``None`` marks the resource deleted (a version without content). Returns whether a
+    version was written.
     """
     from his.fhirapi import searchparams
 
@@ -125,56 +123,65 @@ def store(
     ).one_or_none()
     if built is None:
         if current is None or current.deleted:
-            return None
+            return False
     elif current is not None and not current.deleted and _same(current.content, built.resource):
-        return None
+        return False
 
     moment = _to_millis(at or utcnow())
-    if current is None:
-        current = FhirResource(resource_type=resource_type, resource_id=resource_id, version_id=0)
-        session.add(current)
-        method = "POST"
-    else:
-        method = "PUT"
-    current.version_id += 1
-    current.last_updated = moment
-    if built is None:
-        current.deleted = True
-        current.content = ""
-        method = "DELETE"
-    else:
+    version_id = 1 if current is None else current.version_id + 1
+    resource: dict[str, Any] | None = None
+    content = ""
+    if built is not None:
         resource = {"resourceType": resource_type, "id": resource_id}
-        meta = {"versionId": str(current.version_id), "lastUpdated": instant(moment)}
+        meta = {"versionId": str(version_id), "lastUpdated": instant(moment)}
         meta.update({k: v for k, v in built.resource.get("meta", {}).items() if k not in meta})
         resource["meta"] = meta
         resource.update({k: v for k, v in built.resource.items() if k not in ("id", "meta")})
-        current.deleted = False
-        current.content = dumps(resource)
-        current.patient_id = built.patient_id
-        current.facility_id = built.facility_id
-    session.flush()  # the rid of a new resource
-    session.add(
-        FhirResourceVersion(
-            rid=current.rid,
+        content = dumps(resource)
+    values = {
+        "version_id": version_id,
+        "last_updated": moment,
+        "deleted": built is None,
+        "content": content,
+    }
+    if built is not None:
+        values.update(patient_id=built.patient_id, facility_id=built.facility_id)
+    if current is None:
+        # A new resource is written with plain INSERTs: no ORM object to flush, which is
+        # most of the cost when a demo load or a transaction creates thousands.
+        method = "POST"
+        rid = session.execute(
+            insert(FhirResource)
+            .values(resource_type=resource_type, resource_id=resource_id, **values)
+            .returning(FhirResource.rid)
+        ).scalar_one()
+    else:
+        method = "DELETE" if built is None else "PUT"
+        for key, value in values.items():
+            setattr(current, key, value)
+        session.flush()
+        rid = current.rid
+        session.execute(delete(FhirSearchValue).where(FhirSearchValue.rid == rid))
+    session.execute(
+        insert(FhirResourceVersion).values(
+            rid=rid,
             resource_type=resource_type,
             resource_id=resource_id,
-            version_id=current.version_id,
+            version_id=version_id,
             last_updated=moment,
-            deleted=current.deleted,
+            deleted=built is None,
             method=method,
-            content=current.content,
+            content=content,
         )
     )
-    if method != "POST":  # a new resource has no search values yet
-        session.execute(delete(FhirSearchValue).where(FhirSearchValue.rid == current.rid))
-    if built is not None:
-        rows = searchparams.index_values(resource_type, json.loads(current.content))
+    if resource is not None:
+        rows = searchparams.index_values(resource_type, resource)
         if rows:
             for row in rows:
-                row["rid"] = current.rid
+                row["rid"] = rid
                 row["resource_type"] = resource_type
             session.execute(insert(FhirSearchValue), rows)
-    return current
+    return True
 
 
 def rebuild_all(session: Session, resource_types: Iterable[str] | None = None) -> int:

@@ -8,6 +8,7 @@ under ``CI=true`` that is a failure, because the conformance claim rests on thes
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -63,7 +64,12 @@ def require_examples() -> Path:
     if _installed():
         return FILES
     try:
-        _install()
+        # The suite runs in two processes: one installs while the other waits for it.
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with open(CACHE / ".install.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _installed():
+                _install()
     except (RuntimeError, OSError, subprocess.SubprocessError, tarfile.TarError) as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run the FHIR R4 examples tests: {exc}", pytrace=False)

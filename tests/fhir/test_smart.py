@@ -110,11 +110,16 @@ def ask(client, assertion: str, scope: str = "system/Patient.rs", **overrides):
         "client_assertion": assertion,
     }
     form.update(overrides)
-    return client.post("/fhir/auth/token", data={k: v for k, v in form.items() if v is not None})
+    # English, so the assertions below can name the reason (Vietnamese is the default).
+    return client.post(
+        "/fhir/auth/token",
+        data={k: v for k, v in form.items() if v is not None},
+        headers={"Accept-Language": "en"},
+    )
 
 
 def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}", "Accept": FHIR_JSON}
+    return {"Authorization": f"Bearer {token}", "Accept": FHIR_JSON, "Accept-Language": "en"}
 
 
 @pytest.fixture

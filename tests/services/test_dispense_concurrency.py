@@ -130,7 +130,9 @@ def _wait_until_blocked(db: Database, backend: str) -> None:
     if backend != "postgresql":
         time.sleep(0.5)  # SQLite: the second writer waits in BEGIN IMMEDIATE
         return
-    deadline = time.monotonic() + 10
+    # Generous: on a loaded machine (the suite runs in two processes) the second thread
+    # can take seconds to reach the lock.
+    deadline = time.monotonic() + 45
     with db.engine.connect() as conn:
         while time.monotonic() < deadline:
             waiting = conn.execute(
@@ -165,7 +167,7 @@ def test_a_dispense_that_planned_on_units_taken_meanwhile_keeps_nothing(counter,
         thread = threading.Thread(target=late_dispense)
         thread.start()
         _wait_until_blocked(setup.db, backend)
-    thread.join(timeout=30)
+    thread.join(timeout=60)
 
     refusal = outcome["result"]
     assert isinstance(refusal, Conflict), refusal
