@@ -23,7 +23,15 @@ from his.models import (
     User,
 )
 from his.services import catalogs
-from tests.factories import FacilityFactory, RoomFactory, UserFactory
+from his.services import encounters as encounter_service
+from his.services.access import Principal
+from tests.factories import (
+    FacilityFactory,
+    PatientFactory,
+    RoomFactory,
+    UserFactory,
+    VisitFactory,
+)
 
 # code → (Vietnamese title, flags)
 CODES: dict[str, tuple[str, dict]] = {
@@ -132,3 +140,22 @@ def clinic(session, code: str | None = None) -> Clinic:
 
 def today() -> dt.date:
     return local_today()
+
+
+def examined(session, clinic: Clinic, **visit):
+    """A new patient's waiting visit in the clinic's room, and its doctor's examination."""
+    from his.models import VisitStatus
+
+    patient = PatientFactory()
+    waiting = VisitFactory(
+        facility_id=clinic.facility.id,
+        patient_id=patient.id,
+        room_id=clinic.room.id,
+        queue_date=today(),
+        queue_number=1,
+        status=VisitStatus.WAITING,
+        **visit,
+    )
+    return encounter_service.start_examination(
+        session, Principal.for_user(clinic.doctor), waiting.id
+    )

@@ -21,13 +21,12 @@ from his.models import (
     FhirSearchValue,
     PatientAllergy,
     PriorityReason,
-    VisitStatus,
     VisitType,
 )
 from his.services import encounters as svc
 from his.services.access import Principal
 from tests import encounters_data as data
-from tests.factories import CoverageFactory, PatientFactory, VisitFactory
+from tests.factories import CoverageFactory, PatientFactory
 
 
 def valid(resource: dict) -> dict:
@@ -63,17 +62,7 @@ def read(fhir_get, login_token, clinic):
 
 
 def started(db_session, clinic, **visit):
-    patient = PatientFactory()
-    found = VisitFactory(
-        facility_id=clinic.facility.id,
-        patient_id=patient.id,
-        room_id=clinic.room.id,
-        queue_date=data.today(),
-        queue_number=1,
-        status=VisitStatus.WAITING,
-        **visit,
-    )
-    return svc.start_examination(db_session, who(clinic.doctor), found.id)
+    return data.examined(db_session, clinic, **visit)
 
 
 def values(db_session, resource_type: str, resource_id: str) -> dict[str, list]:

@@ -19,13 +19,12 @@ from his.models import (
     FhirResource,
     FhirResourceVersion,
     Role,
-    VisitStatus,
 )
 from his.services import encounters, stock
 from his.services.access import Principal
 from his.services.demo import load_demo
 from tests import encounters_data, pharmacy_data, prescribing_data
-from tests.factories import PatientFactory, UserFactory, VisitFactory
+from tests.factories import UserFactory
 
 
 def clinical_episode(session) -> None:
@@ -35,17 +34,9 @@ def clinical_episode(session) -> None:
     exist, so the projection sees what production writes."""
     clinic = encounters_data.clinic(session)
     _old, icd = encounters_data.icd10_lists(session)
-    patient = PatientFactory()
-    visit = VisitFactory(
-        facility_id=clinic.facility.id,
-        patient_id=patient.id,
-        room_id=clinic.room.id,
-        queue_date=local_today(),
-        queue_number=1,
-        status=VisitStatus.WAITING,
-    )
+    encounter = encounters_data.examined(session, clinic)
+    patient = encounter.patient
     doctor = Principal.for_user(clinic.doctor)
-    encounter = encounters.start_examination(session, doctor, visit.id)
     prescribing_data.add_diagnosis(session, encounter, icd, next(iter(icd_codes(session, icd))))
     prescribing_data.add_weight(session, encounter, "61.5")
     prescribing_data.add_allergy(session, patient, "Penicillin")

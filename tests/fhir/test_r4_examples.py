@@ -14,12 +14,9 @@ from his.fhirapi import systems
 from his.fhirapi.resource_types import CREATABLE, SERVED
 from his.fhirapi.validation import R4_ONLY_TYPES, issues
 from his.identifiers import cccd_province_codes
-from his.localtime import local_today
-from his.models import VisitStatus
 from his.services import encounters
 from his.services.access import Principal
 from tests import encounters_data
-from tests.factories import PatientFactory, VisitFactory
 from tests.fhir.r4_examples import example_files, load
 
 FHIR_JSON = "application/fhir+json"
@@ -180,17 +177,9 @@ def lab_order(db_session, login_token):
     """A patient examined with an order for a lab test, and the laboratory's token: what
     a laboratory system posts its Observations and reports against."""
     clinic = encounters_data.clinic(db_session)
-    patient = PatientFactory()
-    visit = VisitFactory(
-        facility_id=clinic.facility.id,
-        patient_id=patient.id,
-        room_id=clinic.room.id,
-        queue_date=local_today(),
-        queue_number=1,
-        status=VisitStatus.WAITING,
-    )
+    encounter = encounters_data.examined(db_session, clinic)
+    patient = encounter.patient
     doctor = Principal.for_user(clinic.doctor)
-    encounter = encounters.start_examination(db_session, doctor, visit.id)
     order = encounters.add_order(db_session, doctor, encounter.id, "23.0075.1494")
     db_session.commit()
     token = login_token(clinic.lab.username)["Authorization"].removeprefix("Bearer ")

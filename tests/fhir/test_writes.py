@@ -17,7 +17,7 @@ from his.models import (
     Role,
 )
 from tests import encounters_data as data
-from tests.factories import PatientFactory, UserFactory, VisitFactory
+from tests.factories import PatientFactory, UserFactory
 
 FHIR_JSON = "application/fhir+json"
 CCCD_MALE_1985 = "089085001234"
@@ -336,21 +336,12 @@ def test_a_role_that_may_not_register_is_refused(fhir, db_session, login_token):
 
 @pytest.fixture
 def lab_order(db_session, login_token):
-    from his.models import VisitStatus
     from his.services import encounters as svc
     from his.services.access import Principal
 
     clinic = data.clinic(db_session)
-    patient = PatientFactory()
-    visit = VisitFactory(
-        facility_id=clinic.facility.id,
-        patient_id=patient.id,
-        room_id=clinic.room.id,
-        queue_date=data.today(),
-        queue_number=1,
-        status=VisitStatus.WAITING,
-    )
-    encounter = svc.start_examination(db_session, Principal.for_user(clinic.doctor), visit.id)
+    encounter = data.examined(db_session, clinic)
+    patient = encounter.patient
     order = svc.add_order(
         db_session, Principal.for_user(clinic.doctor), encounter.id, "23.0075.1494"
     )
