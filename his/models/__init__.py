@@ -28,6 +28,15 @@ from his.models.facility import CareLevel, Department, Facility, LegacyTier, Roo
 from his.models.fhir_access import FhirAccessToken, FhirClient, FhirJti
 from his.models.fhir_export import FhirExportFile, FhirExportJob, FhirGroup, FhirGroupMember
 from his.models.fhir_store import FhirResource, FhirResourceVersion, FhirSearchValue
+from his.models.hl7 import (
+    BatchAck,
+    Hl7Inbound,
+    Hl7Outbound,
+    Hl7Peer,
+    InboundStatus,
+    OutboundStatus,
+    PeerMode,
+)
 from his.models.merge import PatientMerge
 from his.models.patient import (
     AllergySeverity,
@@ -66,6 +75,7 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "AuditOutcome",
+    "BatchAck",
     "BhytGroup",
     "CardStatus",
     "CareLevel",
@@ -94,20 +104,26 @@ __all__ = [
     "FhirResource",
     "FhirResourceVersion",
     "FhirSearchValue",
+    "Hl7Inbound",
+    "Hl7Outbound",
+    "Hl7Peer",
     "Icd10Code",
     "Icd10Version",
     "IdentifierType",
+    "InboundStatus",
     "LegacyCommuneMap",
     "LegacyTier",
     "MedicalService",
     "MovementKind",
     "ObservationResult",
     "OrderStatus",
+    "OutboundStatus",
     "Patient",
     "PatientAllergy",
     "PatientIdentifier",
     "PatientMerge",
     "Payment",
+    "PeerMode",
     "Prescription",
     "PrescriptionItem",
     "PrescriptionStatus",

@@ -168,6 +168,9 @@ class ServiceOrder(Base):
     )
     ordered_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
     ordered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The performing system's number for the order (ORC-3/OBR-3 of an HL7 v2 result);
+    # our own order id is the placer number.
+    filler_number: Mapped[str | None] = mapped_column(String(50), index=True)
 
     encounter: Mapped[Encounter] = relationship(back_populates="orders")
     service: Mapped[MedicalService] = relationship()
