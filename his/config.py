@@ -96,6 +96,14 @@ class Settings:
     # FHIR Bulk Data: concurrent exports per client (more → 429) and how long files stay.
     fhir_export_max_concurrent: int = 2
     fhir_export_retention_hours: int = 24
+    # HL7 v2 over MLLP: the listener, how we name ourselves, and the outbound dispatcher.
+    mllp_host: str = "127.0.0.1"
+    mllp_max_frame: int = 10 * 1024 * 1024
+    mllp_idle_timeout: float = 300.0
+    hl7_application: str = "HIS"
+    hl7_unknown_senders: str = "reject"  # reject (AR) | store (kept, never applied)
+    hl7_retry_max_seconds: float = 30.0
+    hl7_ack_timeout: float = 30.0
 
     @property
     def is_production(self) -> bool:
@@ -204,6 +212,39 @@ class Settings:
             1,
             24 * 90,
         )
+        mllp_max_frame = _int(
+            "HIS_MLLP_MAX_FRAME_BYTES",
+            env.get("HIS_MLLP_MAX_FRAME_BYTES", str(10 * 1024 * 1024)),
+            problems,
+            1024,
+            512 * 1024 * 1024,
+        )
+        mllp_idle = _int(
+            "HIS_MLLP_IDLE_TIMEOUT_SECONDS",
+            env.get("HIS_MLLP_IDLE_TIMEOUT_SECONDS", "300"),
+            problems,
+            1,
+            86400,
+        )
+        unknown_senders = env.get("HIS_HL7_UNKNOWN_SENDERS", "reject").strip().lower()
+        if unknown_senders not in ("reject", "store"):
+            problems["HIS_HL7_UNKNOWN_SENDERS"] = (
+                f"must be reject or store, got {unknown_senders!r}"
+            )
+        retry_max = _int(
+            "HIS_HL7_RETRY_MAX_SECONDS",
+            env.get("HIS_HL7_RETRY_MAX_SECONDS", "30"),
+            problems,
+            1,
+            3600,
+        )
+        ack_timeout = _int(
+            "HIS_HL7_ACK_TIMEOUT_SECONDS",
+            env.get("HIS_HL7_ACK_TIMEOUT_SECONDS", "30"),
+            problems,
+            1,
+            600,
+        )
         proxies = _int("HIS_TRUSTED_PROXIES", env.get("HIS_TRUSTED_PROXIES", "0"), problems, 0, 5)
 
         if problems:
@@ -240,4 +281,11 @@ class Settings:
             eprescription_timeout=float(eprescription_timeout),
             fhir_export_max_concurrent=export_max,
             fhir_export_retention_hours=export_retention,
+            mllp_host=env.get("HIS_MLLP_HOST", env.get("HIS_HOST", "127.0.0.1")),
+            mllp_max_frame=mllp_max_frame,
+            mllp_idle_timeout=float(mllp_idle),
+            hl7_application=env.get("HIS_HL7_APPLICATION", "HIS").strip() or "HIS",
+            hl7_unknown_senders=unknown_senders,
+            hl7_retry_max_seconds=float(retry_max),
+            hl7_ack_timeout=float(ack_timeout),
         )
