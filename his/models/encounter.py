@@ -186,6 +186,10 @@ class ObservationResult(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("service_order.id"), index=True)
+    # What was measured, when one order has several results (a blood count panel: one
+    # row per analyte, e.g. LOINC 6690-2 "WBC"); None when the order has one result.
+    code: Mapped[str | None] = mapped_column(String(50))
+    name: Mapped[str | None] = mapped_column(String(200))
     value: Mapped[str] = mapped_column(String(500))
     unit: Mapped[str | None] = mapped_column(String(30))
     reference_range: Mapped[str | None] = mapped_column(String(100))

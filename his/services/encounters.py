@@ -896,8 +896,11 @@ def enter_result(
     conclusion: str | None = None,
     *,
     amendment_reason: str | None = None,
+    code: str | None = None,
+    name: str | None = None,
 ) -> ObservationResult:
-    """A result for an order; a second one corrects the first and points to it. Lab
+    """A result for an order; a second one corrects the first and points to it (with
+    ``code``, the analyte of a panel: a result corrects the earlier one of its code). Lab
     results often arrive after the doctor signed: on a signed encounter the result is
     stored the same way and recorded as an amendment by whoever enters it (the reason
     given, or "result received after signing"); the doctor's signature is unchanged."""
@@ -917,9 +920,13 @@ def enter_result(
             str(_l("The result was not recorded.")),
             errors={"value": [str(_l("Enter the result."))]},
         )
-    previous = order.results[-1] if order.results else None
+    code = (code or "").strip()[:50] or None
+    same = [r for r in order.results if r.code == code]
+    previous = same[-1] if same else None
     result = ObservationResult(
         order=order,
+        code=code,
+        name=(name or "").strip()[:200] or None,
         value=value[:500],
         unit=(unit or "").strip()[:30] or order.service.result_unit,
         reference_range=(reference_range or "").strip()[:100] or order.service.reference_range,

@@ -9,12 +9,15 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, case, select
 from sqlalchemy.orm import Session, selectinload
 
+from his.db import utcnow
 from his.errors import Conflict, NotFound, ValidationFailed
 from his.localtime import local_today
 from his.models import (
     AuditAction,
     CardStatus,
     Department,
+    Encounter,
+    EncounterStatus,
     Facility,
     Patient,
     Payment,
@@ -247,3 +250,109 @@ def rooms_of_facility(session: Session, principal: Principal) -> list[Room]:
             .order_by(Department.code, Room.code)
         )
     )
+
+
+# --- changes after arrival: room transfer, discharge, cancel, undo ----------------------------
+# Reception moves, closes and cancels visits; so do the HL7 v2 ADT messages of other systems
+# (A02, A03, A11, A13), through these same functions.
+
+
+def _visit_for_change(session: Session, principal: Principal, visit_id: int) -> Visit:
+    principal.require_any(*REGISTRATION_ROLES)
+    visit = session.scalar(visible_visits(principal).where(Visit.id == visit_id))
+    if visit is None:
+        raise NotFound(str(_l("No visit has this id at your facility.")))
+    return visit
+
+
+def _require_active(visit: Visit) -> None:
+    if visit.status not in ACTIVE_STATUSES:
+        raise Conflict(
+            str(_l("The visit is %(status)s; only an open visit can change.", status=visit.status)),
+            errors={"status": [visit.status.value]},
+        )
+
+
+def _started_encounters(session: Session, visit: Visit) -> list[Encounter]:
+    return list(session.scalars(select(Encounter).where(Encounter.visit_id == visit.id)))
+
+
+def transfer_visit(session: Session, principal: Principal, visit_id: int, room_id: int) -> Visit:
+    """Sends the patient to another room of the facility, with a number in that room's
+    queue today; the number printed on the first slip is no longer called."""
+    visit = _visit_for_change(session, principal, visit_id)
+    _require_active(visit)
+    room = room_of_facility(session, principal, room_id)
+    if room is None:
+        raise ValidationFailed(
+            str(_l("The visit could not be moved.")),
+            errors={"room_id": [str(_l("No room with this id at your facility."))]},
+        )
+    if room.id == visit.room_id:
+        return visit
+    today = local_today()
+    number = counters.next_value(session, f"queue:{room.id}:{today.isoformat()}")
+    previous = visit.room_id
+    visit.room_id = room.id
+    visit.department_id = room.department_id
+    visit.queue_date = today
+    visit.queue_number = number
+    visit.called_at = None
+    session.flush()
+    audit.record_change(
+        session, principal, "Visit", visit.id, visit.patient_id, f"room {previous} -> {room.id}"
+    )
+    return visit
+
+
+def discharge_visit(
+    session: Session, principal: Principal, visit_id: int, at: dt.datetime | None = None
+) -> Visit:
+    """Closes the visit. An examination still being written keeps it open: the doctor
+    signs it first (signing the last one closes the visit by itself)."""
+    visit = _visit_for_change(session, principal, visit_id)
+    _require_active(visit)
+    if any(e.status is EncounterStatus.IN_PROGRESS for e in _started_encounters(session, visit)):
+        raise Conflict(
+            str(_l("An examination of this visit is still in progress; sign it first.")),
+            errors={"status": [visit.status.value]},
+        )
+    visit.status = VisitStatus.FINISHED
+    visit.closed_at = at or utcnow()
+    session.flush()
+    audit.record_change(session, principal, "Visit", visit.id, visit.patient_id, "discharged")
+    return visit
+
+
+def cancel_visit(session: Session, principal: Principal, visit_id: int) -> Visit:
+    """Cancels an arrival entered by mistake. A visit with an examination has clinical
+    records and is never cancelled: it is discharged instead."""
+    visit = _visit_for_change(session, principal, visit_id)
+    _require_active(visit)
+    if _started_encounters(session, visit):
+        raise Conflict(
+            str(_l("The visit has an examination; it can be discharged, not cancelled.")),
+            errors={"status": [visit.status.value]},
+        )
+    visit.status = VisitStatus.CANCELLED
+    visit.closed_at = utcnow()
+    session.flush()
+    audit.record_change(session, principal, "Visit", visit.id, visit.patient_id, "cancelled")
+    return visit
+
+
+def undo_discharge(session: Session, principal: Principal, visit_id: int) -> Visit:
+    """Reopens a visit closed by mistake (HL7 A13): back in examination when it has an
+    examination, waiting otherwise."""
+    visit = _visit_for_change(session, principal, visit_id)
+    if visit.status is not VisitStatus.FINISHED:
+        raise Conflict(
+            str(_l("Only a discharged visit can be reopened.")),
+            errors={"status": [visit.status.value]},
+        )
+    examined = bool(_started_encounters(session, visit))
+    visit.status = VisitStatus.IN_EXAMINATION if examined else VisitStatus.WAITING
+    visit.closed_at = None
+    session.flush()
+    audit.record_change(session, principal, "Visit", visit.id, visit.patient_id, "reopened")
+    return visit

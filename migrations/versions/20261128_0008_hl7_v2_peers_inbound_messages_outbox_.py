@@ -1,5 +1,6 @@
 """HL7 v2: peers with their profiles, every inbound message (raw, with its ACK), the outbox
-of messages to send; the filler number of a service order (ORC-3 of a result)
+of messages to send; the filler number of a service order (ORC-3 of a result); the analyte
+code and name of a result (one order, several results: a panel)
 
 Revision ID: 0008
 Revises: 0007
@@ -181,6 +182,10 @@ def upgrade() -> None:
             batch_op.f("ix_hl7_outbound_patient_id"), ["patient_id"], unique=False
         )
 
+    with op.batch_alter_table("observation_result", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("code", sa.String(length=50), nullable=True))
+        batch_op.add_column(sa.Column("name", sa.String(length=200), nullable=True))
+
     with op.batch_alter_table("service_order", schema=None) as batch_op:
         batch_op.add_column(sa.Column("filler_number", sa.String(length=50), nullable=True))
         batch_op.create_index(
@@ -189,6 +194,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("observation_result", schema=None) as batch_op:
+        batch_op.drop_column("name")
+        batch_op.drop_column("code")
+
     with op.batch_alter_table("service_order", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_service_order_filler_number"))
         batch_op.drop_column("filler_number")

@@ -152,6 +152,7 @@ UCUM_UNITS = {
     "giây": "s",
 }
 _NUMBER = r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)"
+_LOINC = re.compile(r"^\d{1,7}-\d$")
 _VALUE = re.compile(rf"^\s*(<=|>=|<|>|≤|≥)?\s*({_NUMBER})\s*$")
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*[-–—]\s*({_NUMBER})\s*$")
 _COMPARATORS = {"≤": "<=", "≥": ">="}
@@ -435,6 +436,16 @@ def reference_range(text: str | None, unit: str | None) -> list[dict[str, Any]]:
     return [found]
 
 
+def analyte_code(result: ObservationResult, ordered: dict[str, Any]) -> dict[str, Any]:
+    """One analyte of a panel is named by the code its sender gave (a LOINC code when
+    the lab system sends one), beside the code of the service that was ordered."""
+    if not result.code:
+        return ordered
+    system = systems.LOINC if _LOINC.match(result.code) else None
+    analyte = drop_empty({"system": system, "code": result.code, "display": result.name})
+    return {"coding": [analyte, *ordered.get("coding", [])], "text": result.name or result.code}
+
+
 def result_resource(
     session: Session, result: ObservationResult, order: ServiceOrder, patient_id: int
 ) -> dict[str, Any]:
@@ -452,7 +463,7 @@ def result_resource(
         "basedOn": [ref("ServiceRequest", order.id)],
         "status": result_status(session, result),
         "category": [concept(systems.OBSERVATION_CATEGORY, *category)] if category else [],
-        "code": service_code(service, order.service_code),
+        "code": analyte_code(result, service_code(service, order.service_code)),
         "subject": ref("Patient", patient_id),
         "encounter": ref("Encounter", f"e{order.encounter_id}"),
         "effectiveDateTime": date_time(result.resulted_at),
