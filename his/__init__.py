@@ -14,6 +14,7 @@ from his.db import Database
 # Every process that touches the database (web workers, CLI, MLLP listener, tests) keeps
 # the FHIR projection in step with the domain tables; the hooks live on the Session class.
 from his.fhirapi import projection as _fhir_projection  # noqa: F401
+from his.hl7v2 import outbox as _hl7_outbox  # noqa: F401
 from his.logging import configure_logging
 
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from his.web import health_bp
     from his.web.doctor import bp as doctor_bp
     from his.web.fhir_clients import bp as fhir_clients_bp
+    from his.web.hl7 import bp as hl7_bp
     from his.web.pharmacy import bp as pharmacy_bp
     from his.web.prescribing import bp as prescribing_bp
     from his.web.reception import boards as boards_bp
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.register_blueprint(prescribing_bp)
     app.register_blueprint(pharmacy_bp)
     app.register_blueprint(fhir_clients_bp)
+    app.register_blueprint(hl7_bp)
     register_api(app)
     from his import fhirapi
 

@@ -312,6 +312,11 @@ from his.cli_fhir import fhir as _fhir_group  # noqa: E402  (after main is defin
 
 main.add_command(_fhir_group)
 
+# --- HL7 v2: `his hl7 ...` lives in his/cli_hl7.py ---------------------------------------------
+from his.cli_hl7 import hl7 as _hl7_group  # noqa: E402  (after main is defined)
+
+main.add_command(_hl7_group)
+
 
 if __name__ == "__main__":
     main()

@@ -211,8 +211,8 @@ class Receiver:
                     )
                 ),
             )
-        if peer is not None and peer.mode is PeerMode.STORE:
-            return None
+        if peer is None or peer.mode is PeerMode.STORE:
+            return None  # kept, never applied: any type is welcome
         if (msg.message_code, msg.trigger) not in HANDLERS:
             if msg.message_code in {code for code, _ in HANDLERS}:
                 return ErrorDetail(
@@ -261,7 +261,7 @@ class Receiver:
             # Stored but never answered (we stopped in between): apply it now, once.
             self.apply_pending(before_id=earlier.id)
             return self._apply_and_ack(earlier.id, msg, started)
-        if earlier.ack:
+        if earlier.ack or not _answer_wanted(msg, "CA"):
             return Outcome(earlier.ack_code or "", earlier.ack, earlier.id)
         code = "CA" if earlier.enhanced else "AA"
         return Outcome(code, self._ack(msg, code, [], raw), earlier.id)

@@ -84,3 +84,35 @@ class Hl7Server:
         if self._applier is not None:
             self._applier.cancel()
         self.worker.shutdown(wait=True)
+
+
+def run(settings: Settings, *, with_parent: bool = False) -> None:
+    """`his hl7 listen`: serve MLLP until SIGTERM/SIGINT (or, with ``with_parent``, until
+    the process that started it is gone: how `make run` starts it)."""
+    import os
+    import signal
+
+    from his import create_app
+
+    database = Database.from_url(settings.database_url)
+    app = create_app(settings, database=database)
+    server = Hl7Server(app, database, settings)
+    parent = os.getppid()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        listener = await server.start(settings.mllp_host, settings.mllp_port)
+        log.info("hl7.listening", host=settings.mllp_host, port=listener.port)
+        print(f"MLLP listening on {settings.mllp_host}:{listener.port}", flush=True)
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except TimeoutError:
+                if with_parent and os.getppid() != parent:
+                    break
+        await server.stop(listener)
+
+    asyncio.run(main())
