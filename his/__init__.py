@@ -14,7 +14,7 @@ from his.db import Database
 # Every process that touches the database (web workers, CLI, MLLP listener, tests) keeps
 # the FHIR projection in step with the domain tables; the hooks live on the Session class.
 from his.fhirapi import projection as _fhir_projection  # noqa: F401
-from his.hl7v2 import outbox as _hl7_outbox  # noqa: F401
+from his.hl7v2 import outbox as _hl7_outbox
 from his.logging import configure_logging
 
 
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     """
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
+    _hl7_outbox.set_application(settings.hl7_application)
 
     # No app-wide static folder: the web blueprint serves /static, and an app route of
     # the same path would shadow it.

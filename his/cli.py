@@ -25,6 +25,9 @@ def _database(settings: Settings) -> Database:
     if url.get_backend_name() == "sqlite" and url.database:
         # SQLite creates the file but not its folder (instance/ on a fresh clone).
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    from his.hl7v2 import outbox
+
+    outbox.set_application(settings.hl7_application)
     return Database.from_url(settings.database_url)
 
 

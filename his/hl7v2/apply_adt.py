@@ -25,7 +25,11 @@ from his.models import (
 )
 from his.services import patients, visits
 from his.services.access import Principal
+from his.services.bhyt_check import OfflineCardChecker
 
+# The card is checked offline (format, group, level, dates): the listener must not wait on
+# the social-insurance gateway; `his bhyt recheck` verifies unverified cards later.
+CARD_CHECK = OfflineCardChecker()
 VISIT_TYPES = {"O": VisitType.OUTPATIENT, "E": VisitType.EMERGENCY, "I": VisitType.INPATIENT}
 
 
@@ -55,7 +59,7 @@ def upsert_patient(
             raise Hl7Error(
                 _l("No patient has any of the identifiers in PID-3."), code=204, location="PID^1^3"
             )
-        return patients.register_patient(session, principal, given.data)
+        return patients.register_patient(session, principal, given.data, checker=CARD_CHECK)
     data = dict(given.data)
     if "identifiers" in data:
         # The peer's identifiers are added to the ones other systems gave, never replace them.
@@ -63,7 +67,7 @@ def upsert_patient(
         data["identifiers"] = known + [i for i in data["identifiers"] if i not in known]
     if data:
         patient = patients.update_patient(
-            session, principal, patient.id, data, expected_version=None
+            session, principal, patient.id, data, expected_version=None, checker=CARD_CHECK
         )
     return patient
 

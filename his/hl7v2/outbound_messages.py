@@ -440,7 +440,7 @@ def _visit_of_encounter(encounter: Any) -> Visit:
 def build_order(h: Header, order: ServiceOrder) -> Built:
     """A service ordered: OML^O21 from 2.5, ORM^O01 up to 2.4."""
     session = object_session(order)
-    doctor = session.get(User, order.ordered_by_id) if session is not None else None
+    doctor = session.get(User, order.ordered_by_id) if session and order.ordered_by_id else None
     visit = _visit_of_encounter(order.encounter)
     placer = (str(order.id), h.facility_code)
     service = order.service

@@ -149,7 +149,8 @@ def _events_of(obj: Any, is_new: bool, is_deleted: bool) -> list[Event]:
         undone = _history(obj, "undone_at")
         if undone.has_changes() and obj.undone_at is not None:
             return [Event("A31", obj.survivor_id), Event("A31", obj.merged_id)]
-    elif isinstance(obj, ServiceOrder) and is_new:
+    elif isinstance(obj, ServiceOrder) and is_new and obj.ordered_by_system is None:
+        # An order a performing system reported with its result is no order to pass on.
         return [Event("O21", obj.id)]
     elif isinstance(obj, Prescription) and obj.status is PrescriptionStatus.SIGNED:
         status = _history(obj, "status")
@@ -234,6 +235,16 @@ def _subscribers(session: Session, classes: set[str]) -> list[Hl7Peer]:
     return [p for p in peers if p.id != origin and p.event_classes & classes]
 
 
+_application = om.DEFAULT_APPLICATION
+
+
+def set_application(name: str) -> None:
+    """Our MSH-3 for this process (HIS_HL7_APPLICATION); the app factory and the CLI set
+    it, since the commit hook sees no settings."""
+    global _application
+    _application = name or om.DEFAULT_APPLICATION
+
+
 def write_pending(session: Session) -> list[Hl7Outbound]:
     """Builds and adds the messages for every event noted so far; returns the rows added."""
     session.flush()
@@ -244,7 +255,7 @@ def write_pending(session: Session) -> list[Hl7Outbound]:
     peers = _subscribers(session, {EVENT_CLASS[e.kind] for e in events})
     if not peers:
         return []
-    application = session.info.get(APPLICATION) or om.DEFAULT_APPLICATION
+    application = session.info.get(APPLICATION) or _application
     now = utcnow()
     rows: list[Hl7Outbound] = []
     for item in events:

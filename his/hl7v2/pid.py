@@ -92,6 +92,8 @@ def cx_identifiers(
         kind = IdentifierType(kind_name) if kind_name else IdentifierType.EXTERNAL
         if kind is IdentifierType.MRN and not _ours(session, authority):
             kind = IdentifierType.EXTERNAL
+        if kind is IdentifierType.BHYT and len(value) == 15:
+            value = value[-10:]  # we key a card by its social-insurance number (mã số BHXH)
         system = "" if kind is not IdentifierType.EXTERNAL else f"{sender}:{authority or type_code}"
         found.append(CxIdentifier(value, kind, system, f"{seg.name}^1^{field_no}^{n}"))
     return found
@@ -177,8 +179,11 @@ def _address(pid: Segment) -> dict[str, Any] | None:
 
 
 def _insurance(msg: Message, identifiers: list[CxIdentifier]) -> dict[str, Any] | None:
+    """The BHYT card: IN1-36 (or the HC identifier of PID-3), IN1-12/13 validity, and our
+    ZBH segment for what HL7 has no field for (ZBH-3 MA_DKBD, ZBH-4 area code, ZBH-5 the
+    five-year date; ZBH-2, the benefit level, is read from the card number itself)."""
     in1, zbh = msg.segment("IN1"), msg.segment("ZBH")
-    card = (in1.get(36) if in1 else "") or (zbh.get(1) if zbh else "")
+    card = in1.get(36) if in1 else ""
     card = card or next((i.value for i in identifiers if i.kind is IdentifierType.BHYT), "")
     if not card:
         return None
@@ -187,11 +192,9 @@ def _insurance(msg: Message, identifiers: list[CxIdentifier]) -> dict[str, Any] 
         insurance["valid_from"] = _date(in1.get(12))
         insurance["valid_to"] = _date(in1.get(13))
     if zbh:
-        insurance["registered_facility_code"] = zbh.get(2).strip() or None
-        insurance["valid_from"] = _date(zbh.get(3)) or insurance.get("valid_from")
-        insurance["valid_to"] = _date(zbh.get(4)) or insurance.get("valid_to")
-        insurance["area_code"] = zbh.get(7).strip() or None
-        insurance["five_year_date"] = _date(zbh.get(8))
+        insurance["registered_facility_code"] = zbh.get(3).strip() or None
+        insurance["area_code"] = zbh.get(4).strip() or None
+        insurance["five_year_date"] = _date(zbh.get(5))
     return insurance
 
 

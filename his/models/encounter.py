@@ -166,7 +166,10 @@ class ServiceOrder(Base):
     status: Mapped[OrderStatus] = mapped_column(
         str_enum(OrderStatus, "order_status"), default=OrderStatus.ORDERED
     )
-    ordered_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    # None: the performing system reported a result nobody ordered here (an HL7 ORU
+    # without our placer number); ``ordered_by_system`` names that system.
+    ordered_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    ordered_by_system: Mapped[str | None] = mapped_column(String(80))
     ordered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # The performing system's number for the order (ORC-3/OBR-3 of an HL7 v2 result);
     # our own order id is the placer number.

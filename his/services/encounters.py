@@ -856,6 +856,58 @@ def add_order(
     return order
 
 
+def record_reported_order(
+    session: Session,
+    principal: Principal,
+    encounter_id: int,
+    service_code: str,
+    *,
+    system: str,
+    filler_number: str | None = None,
+) -> ServiceOrder:
+    """An order a performing system (a laboratory) reports along with its result when no
+    order of ours names it: a walk-in test, or one ordered on paper. It belongs to the
+    patient's examination, signed or not; ``system`` is named as who ordered it."""
+    principal.require_any(*RESULT_ROLES)
+    encounter = _load(session, principal, encounter_id)
+    code = (service_code or "").strip()
+    service = (
+        catalogs.service_by_code(session, encounter.facility_id, code, encounter_date(encounter))
+        if code
+        else None
+    )
+    if service is None:
+        message = str(_l("No service with code %(code)s in your facility's catalog.", code=code))
+        raise ValidationFailed(
+            str(_l("The order was not added.")), errors={"service_code": [message]}
+        )
+    order = ServiceOrder(
+        encounter=encounter,
+        facility_id=encounter.facility_id,
+        service_id=service.id,
+        service_code=service.code,
+        quantity=1,
+        status=OrderStatus.ORDERED,
+        ordered_by_id=None,
+        ordered_by_system=system[:80],
+        filler_number=(filler_number or "").strip()[:50] or None,
+        ordered_at=utcnow(),
+    )
+    session.add(order)
+    session.flush()
+    session.expire(encounter, ["orders"])
+    audit.record(
+        session,
+        principal,
+        AuditAction.CREATE,
+        entity_type="ServiceOrder",
+        entity_id=order.id,
+        patient_id=encounter.patient_id,
+        detail=f"reported by {system}",
+    )
+    return order
+
+
 def _load_order(session: Session, principal: Principal, order_id: int) -> ServiceOrder:
     order = session.scalar(
         select(ServiceOrder)

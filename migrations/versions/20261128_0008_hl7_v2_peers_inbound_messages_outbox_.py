@@ -187,6 +187,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("name", sa.String(length=200), nullable=True))
 
     with op.batch_alter_table("service_order", schema=None) as batch_op:
+        batch_op.alter_column("ordered_by_id", existing_type=sa.Integer(), nullable=True)
+        batch_op.add_column(sa.Column("ordered_by_system", sa.String(length=80), nullable=True))
         batch_op.add_column(sa.Column("filler_number", sa.String(length=50), nullable=True))
         batch_op.create_index(
             batch_op.f("ix_service_order_filler_number"), ["filler_number"], unique=False
@@ -201,6 +203,8 @@ def downgrade() -> None:
     with op.batch_alter_table("service_order", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_service_order_filler_number"))
         batch_op.drop_column("filler_number")
+        batch_op.drop_column("ordered_by_system")
+        batch_op.alter_column("ordered_by_id", existing_type=sa.Integer(), nullable=False)
 
     with op.batch_alter_table("hl7_outbound", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_hl7_outbound_patient_id"))

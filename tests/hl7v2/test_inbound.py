@@ -19,12 +19,13 @@ from his.models import (
     Patient,
     PatientIdentifier,
     PeerMode,
+    ServiceOrder,
     Visit,
     VisitStatus,
 )
 from his.services import encounters
 from his.services.access import Principal
-from tests.encounters_data import clinic, examined
+from tests.encounters_data import clinic, examined, today
 from tests.factories import RoomFactory
 
 CCCD = "001219012345"  # male, born 2019, Hà Nội
@@ -287,3 +288,84 @@ def test_the_origin_peer_gets_no_echo(db_session, place, receiver):
     assert sent_to == {other.id}
     assert outbox is not None
     assert db_session.scalar(select(func.count()).select_from(PatientIdentifier)) >= 2
+
+
+def test_the_bhyt_card_comes_from_in1_and_our_zbh_segment(db_session, place, receiver):
+    site, _ = place
+    next_year = today().year + 1
+    raw = (
+        a04(site.room)
+        .replace(
+            b"\rPV1|1|O|",
+            (
+                f"\rIN1|1|BHYT||||||||||{today().year}0101|{next_year}1231"
+                "|||||||||||||||||||||||GD4797920123456"
+                f"\rZBH|1|4|79001|K2|{today().year - 6}0101\rPV1|1|O|"
+            ).encode(),
+        )
+        .replace(b"||||||||||||||||\r", b"|||||||||||||||||BHYT\r")
+    )
+    ack = parse_ack(receiver.handle(raw))
+    assert ack.code == "AA", ack.errors
+    patient = db_session.get(Patient, stored(db_session, "MSG1").patient_id)
+    card = patient.coverage
+    assert (card.card_number, card.registered_facility_code, card.area_code) == (
+        "GD4797920123456",
+        "79001",
+        "K2",
+    )
+    assert card.valid_to.year == next_year and card.five_year_date.year == today().year - 6
+    assert card.check_method == "offline"
+    visit = db_session.scalar(select(Visit).where(Visit.patient_id == patient.id))
+    assert visit.payment.value == "bhyt"  # PV1-20
+    # PID-3 may name the patient by the card; we key cards by the social-insurance number.
+    update = message(
+        "EVN|A31\rPID|1||GD4797920123456^^^BHXH^HC||Đỗ^Minh Khôi^^^^^L||20190207|M",
+        control="U1",
+        kind="ADT^A31^ADT_A05",
+    )
+    assert parse_ack(receiver.handle(update)).code == "AA"
+    assert stored(db_session, "U1").patient_id == patient.id
+
+
+def test_a_result_nobody_ordered_goes_to_the_patients_visit(db_session, place, receiver):
+    site, _ = place
+    encounter = examined(db_session, site)
+    service = next(s for s in site.services.values() if s.kind.value == "lab")
+    other = Hl7Peer(
+        name="lis2",
+        facility_id=site.facility.id,
+        sending_application="LIS2",
+        sending_facility="BV",
+        events="OML",
+        host="127.0.0.1",
+        port=2,
+        version="2.5.1",
+    )
+    db_session.add(other)
+    db_session.flush()
+    visit_code = db_session.get(Visit, encounter.visit_id).visit_code
+    oru = message(
+        f"""PID|1||{encounter.patient.mrn}^^^{site.facility.code}^MR
+PV1|1|O|||||||||||||||||{visit_code}
+OBR|1||XN88^LIS|{service.code}^{service.name}^99BYT
+OBX|1|NM|2345-7^Glucose^LN||6.1|mmol/L|3.9-6.4|N|||F""",
+        control="R9",
+        kind="ORU^R01^ORU_R01",
+    )
+    ack = parse_ack(receiver.handle(oru))
+    assert ack.code == "AA", ack.errors
+    db_session.expire_all()
+    order = db_session.scalar(select(ServiceOrder).where(ServiceOrder.filler_number == "XN88"))
+    assert (order.encounter_id, order.ordered_by_id, order.ordered_by_system) == (
+        encounter.id,
+        None,
+        "hl7:lis",
+    )
+    assert [r.value for r in encounters.current_results(order)] == ["6.1"]
+    # A reported order is not passed on to other systems as a new order.
+    assert db_session.scalar(select(func.count()).select_from(Hl7Outbound)) == 0
+    unknown = oru.replace(service.code.encode() + b"^", b"NOPE^").replace(b"|R9|", b"|R10|")
+    unknown = unknown.replace(b"XN88", b"XN89")
+    refused = parse_ack(receiver.handle(unknown))
+    assert (refused.code, refused.errors[0].location) == ("AE", "OBR^1^4")
