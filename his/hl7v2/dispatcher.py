@@ -45,7 +45,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,24 +115,6 @@ def backoff_seconds(attempts: int, cap: float, *, rng: random.Random | None = No
     return min(cap, base * (1 + jitter)) if cap > 0 else 0.0
 
 
-@contextlib.contextmanager
-def _unit(database: Any) -> Iterator[Session]:
-    """A short write transaction from a ``Database`` or a plain session factory."""
-    if isinstance(database, Database):
-        with database.session(write=True) as session:
-            yield session
-        return
-    session = database()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
 def due_rows(now: dt.datetime):
     """The statement selecting due rows (see the module docstring), oldest first."""
     earlier = aliased(Hl7Outbound)
@@ -163,7 +145,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        database: Any,
+        database: Database,
         settings: Any,
         *,
         worker_id: str | None = None,
@@ -207,7 +189,7 @@ class Dispatcher:
 
     def claim(self, now: dt.datetime, limit: int) -> list[_Claimed]:
         until = now + dt.timedelta(seconds=self.lease)
-        with _unit(self.database) as session:
+        with self.database.session(write=True) as session:
             rows = session.scalars(
                 due_rows(now)
                 .options(selectinload(Hl7Outbound.peer))
@@ -311,7 +293,7 @@ class Dispatcher:
     # -- recording ------------------------------------------------------------------------
 
     def _sent(self, item: _Claimed, moment: dt.datetime, ack: str, code: str, ms: int) -> None:
-        with _unit(self.database) as session:
+        with self.database.session(write=True) as session:
             # Recorded whoever holds the claim now: the peer has the message.
             session.execute(
                 update(Hl7Outbound)
@@ -356,7 +338,7 @@ class Dispatcher:
         else:
             delay = backoff_seconds(attempts, self.retry_cap)
             values["next_attempt_at"] = moment + dt.timedelta(seconds=delay)
-        with _unit(self.database) as session:
+        with self.database.session(write=True) as session:
             session.execute(update(Hl7Outbound).where(self._mine(item)).values(**values))
         log.info(
             "hl7 outbound not accepted",
@@ -375,7 +357,7 @@ class Dispatcher:
         )
 
     def _release(self, item: _Claimed) -> None:
-        with _unit(self.database) as session:
+        with self.database.session(write=True) as session:
             session.execute(
                 update(Hl7Outbound)
                 .where(self._mine(item))
@@ -384,7 +366,7 @@ class Dispatcher:
 
     def _renew(self, item: _Claimed, moment: dt.datetime) -> bool:
         until = moment + dt.timedelta(seconds=self.lease)
-        with _unit(self.database) as session:
+        with self.database.session(write=True) as session:
             result = session.execute(
                 update(Hl7Outbound).where(self._mine(item)).values(claimed_until=until)
             )
@@ -392,7 +374,7 @@ class Dispatcher:
 
 
 def dispatch_once(
-    database: Any,
+    database: Database,
     settings: Any,
     *,
     worker_id: str | None = None,
@@ -405,7 +387,7 @@ def dispatch_once(
 
 
 def run(
-    database: Any,
+    database: Database,
     settings: Any,
     *,
     loop: bool,

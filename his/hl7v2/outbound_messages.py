@@ -59,19 +59,6 @@ from his.models import (
 from his.person_name import split_name
 
 DEFAULT_APPLICATION = "HIS"
-SUPPORTED_VERSIONS = (
-    "2.3",
-    "2.3.1",
-    "2.4",
-    "2.5",
-    "2.5.1",
-    "2.6",
-    "2.7",
-    "2.7.1",
-    "2.8",
-    "2.8.1",
-    "2.8.2",
-)
 LAST_ORM_VERSION = (2, 4)  # peers up to this version get ORM^O01, later ones OML^O21
 
 _SEX = {Sex.MALE: "M", Sex.FEMALE: "F", Sex.UNDETERMINED: "U"}

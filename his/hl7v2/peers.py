@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from his.errors import Conflict, NotFound, ValidationFailed
-from his.hl7v2.outbound_messages import SUPPORTED_VERSIONS
+from his.hl7v2.codec import SUPPORTED_VERSIONS
 from his.models import AuditAction, Facility, Role
 from his.models.hl7 import BatchAck, Hl7Peer, PeerMode
 from his.services import audit

@@ -35,6 +35,7 @@ from his.models import (
     EncounterAmendment,
     EncounterStatus,
     Icd10Code,
+    MedicalService,
     ObservationResult,
     OrderStatus,
     Role,
@@ -802,18 +803,10 @@ def remove_diagnosis(
 # --- orders and results ------------------------------------------------------------------------
 
 
-def add_order(
-    session: Session,
-    principal: Principal,
-    encounter_id: int,
-    service_code: str,
-    quantity: int = 1,
-    note: str | None = None,
-) -> ServiceOrder:
-    principal.require_any(*DOCTOR_ROLES)
-    encounter = _load(session, principal, encounter_id)
-    _in_progress(encounter)
-    errors: dict[str, list[str]] = {}
+def _catalog_service(
+    session: Session, encounter: Encounter, service_code: str, errors: dict[str, list[str]]
+) -> MedicalService | None:
+    """The facility's service of this code on the encounter's date, or an error noted."""
     code = (service_code or "").strip()
     service = (
         catalogs.service_by_code(session, encounter.facility_id, code, encounter_date(encounter))
@@ -826,6 +819,22 @@ def add_order(
             if code
             else str(_l("Choose a service."))
         ]
+    return service
+
+
+def add_order(
+    session: Session,
+    principal: Principal,
+    encounter_id: int,
+    service_code: str,
+    quantity: int = 1,
+    note: str | None = None,
+) -> ServiceOrder:
+    principal.require_any(*DOCTOR_ROLES)
+    encounter = _load(session, principal, encounter_id)
+    _in_progress(encounter)
+    errors: dict[str, list[str]] = {}
+    service = _catalog_service(session, encounter, service_code, errors)
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         errors["quantity"] = [str(_l("Between 1 and %(n)s.", n=MAX_QUANTITY))]
     if errors:
@@ -870,17 +879,10 @@ def record_reported_order(
     patient's examination, signed or not; ``system`` is named as who ordered it."""
     principal.require_any(*RESULT_ROLES)
     encounter = _load(session, principal, encounter_id)
-    code = (service_code or "").strip()
-    service = (
-        catalogs.service_by_code(session, encounter.facility_id, code, encounter_date(encounter))
-        if code
-        else None
-    )
+    errors: dict[str, list[str]] = {}
+    service = _catalog_service(session, encounter, service_code, errors)
     if service is None:
-        message = str(_l("No service with code %(code)s in your facility's catalog.", code=code))
-        raise ValidationFailed(
-            str(_l("The order was not added.")), errors={"service_code": [message]}
-        )
+        raise ValidationFailed(str(_l("The order was not added.")), errors=errors)
     order = ServiceOrder(
         encounter=encounter,
         facility_id=encounter.facility_id,

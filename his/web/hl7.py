@@ -20,8 +20,8 @@ from his.context import db_session, principal
 from his.errors import DomainError
 from his.hl7v2 import dispatcher, monitor
 from his.hl7v2 import peers as peer_service
+from his.hl7v2.codec import SUPPORTED_VERSIONS
 from his.hl7v2.monitor import Direction, MessageFilter
-from his.hl7v2.outbound_messages import SUPPORTED_VERSIONS
 from his.models import Facility, Role
 from his.models.hl7 import BatchAck, PeerMode
 

@@ -63,15 +63,21 @@ def receiver():
         yield peer
 
 
-def test_delivers_in_order_and_never_twice(db_session, session_factory, receiver):
+@pytest.fixture
+def database(engine, session_factory) -> Database:
+    """The dispatcher's units of work, inside the test's rolled-back transaction."""
+    return Database(engine, session_factory)
+
+
+def test_delivers_in_order_and_never_twice(db_session, database, receiver):
     peer = add_peer(db_session, FacilityFactory(), port=receiver.port)
     rows = _queue(db_session, peer, ["p1", "p2", "p1", "p1"])
-    stats = dispatcher.dispatch_once(session_factory, SETTINGS, worker_id="w1", now=T0)
+    stats = dispatcher.dispatch_once(database, SETTINGS, worker_id="w1", now=T0)
     # One message per patient per round: p1's second waits for its first.
     assert stats.sent == 2
-    dispatcher.dispatch_once(session_factory, SETTINGS, worker_id="w1", now=T0)
-    dispatcher.dispatch_once(session_factory, SETTINGS, worker_id="w1", now=T0)
-    again = dispatcher.dispatch_once(session_factory, SETTINGS, worker_id="w1", now=T0)
+    dispatcher.dispatch_once(database, SETTINGS, worker_id="w1", now=T0)
+    dispatcher.dispatch_once(database, SETTINGS, worker_id="w1", now=T0)
+    again = dispatcher.dispatch_once(database, SETTINGS, worker_id="w1", now=T0)
     assert again.claimed == 0
     ids = _received_ids(receiver)
     assert sorted(ids) == sorted(r.control_id for r in rows)  # each exactly once
@@ -82,11 +88,11 @@ def test_delivers_in_order_and_never_twice(db_session, session_factory, receiver
         assert row.ack_latency_ms is not None and row.claimed_by is None
 
 
-def test_peer_down_then_back(db_session, session_factory, receiver):
+def test_peer_down_then_back(db_session, database, receiver):
     peer = add_peer(db_session, FacilityFactory(), port=receiver.port)
     rows = _queue(db_session, peer, ["p1", "p2"])
     receiver.stop()
-    stats = dispatcher.dispatch_once(session_factory, SETTINGS, worker_id="w", now=T0)
+    stats = dispatcher.dispatch_once(database, SETTINGS, worker_id="w", now=T0)
     assert stats.sent == 0 and stats.retried == 1 and stats.released == 1
     first, second = _reload(db_session, rows)
     assert first.status is OutboundStatus.PENDING and first.attempts == 1
@@ -94,32 +100,32 @@ def test_peer_down_then_back(db_session, session_factory, receiver):
     assert second.attempts == 0  # not tried: the peer was known to be down
     receiver.start()
     # Before the backoff ends only the untried one goes.
-    stats = dispatcher.dispatch_once(session_factory, SETTINGS, worker_id="w", now=T0)
+    stats = dispatcher.dispatch_once(database, SETTINGS, worker_id="w", now=T0)
     assert stats.sent == 1
     later = T0 + dt.timedelta(seconds=5)
-    assert dispatcher.dispatch_once(session_factory, SETTINGS, worker_id="w", now=later).sent == 1
+    assert dispatcher.dispatch_once(database, SETTINGS, worker_id="w", now=later).sent == 1
     assert all(r.status is OutboundStatus.SENT for r in _reload(db_session, rows))
 
 
-def test_ae_then_aa_and_wrong_msa2(db_session, session_factory, receiver):
+def test_ae_then_aa_and_wrong_msa2(db_session, database, receiver):
     peer = add_peer(db_session, FacilityFactory(), port=receiver.port)
     (row,) = _queue(db_session, peer, ["p1"])
     receiver.policy = ReplyPolicy(code="AE")
-    assert dispatcher.dispatch_once(session_factory, SETTINGS, now=T0).retried == 1
+    assert dispatcher.dispatch_once(database, SETTINGS, now=T0).retried == 1
     receiver.policy = ReplyPolicy(code="AA", control_id=b"SOMETHING-ELSE")
     t1 = T0 + dt.timedelta(seconds=10)
-    stats = dispatcher.dispatch_once(session_factory, SETTINGS, now=t1)
+    stats = dispatcher.dispatch_once(database, SETTINGS, now=t1)
     assert stats.retried == 1 and "MSA-2" in stats.errors[0]
     (row,) = _reload(db_session, [row])
     assert row.status is OutboundStatus.PENDING and row.attempts == 2
     receiver.policy = ReplyPolicy(code="AA")
     t2 = T0 + dt.timedelta(seconds=20)
-    assert dispatcher.dispatch_once(session_factory, SETTINGS, now=t2).sent == 1
+    assert dispatcher.dispatch_once(database, SETTINGS, now=t2).sent == 1
     assert len(receiver.received) == 3  # the same message, three times, same MSH-10
     assert set(_received_ids(receiver)) == {row.control_id}
 
 
-def test_dead_letter_holds_only_its_patient(db_session, session_factory, receiver):
+def test_dead_letter_holds_only_its_patient(db_session, database, receiver):
     peer = add_peer(db_session, FacilityFactory(), port=receiver.port, max_attempts=2)
     bad, later, other = _queue(db_session, peer, ["p1", "p1", "p2"])
     receiver.policy = ReplyPolicy(
@@ -133,7 +139,7 @@ def test_dead_letter_holds_only_its_patient(db_session, session_factory, receive
     )
     now = T0
     for _ in range(4):
-        dispatcher.dispatch_once(session_factory, SETTINGS, now=now)
+        dispatcher.dispatch_once(database, SETTINGS, now=now)
         now += dt.timedelta(seconds=60)
     bad, later, other = _reload(db_session, [bad, later, other])
     assert bad.status is OutboundStatus.DEAD and bad.attempts == 2
@@ -145,12 +151,12 @@ def test_dead_letter_holds_only_its_patient(db_session, session_factory, receive
     db_session.commit()
     receiver.policy = ReplyPolicy(code="AA")
     for _ in range(2):
-        dispatcher.dispatch_once(session_factory, SETTINGS, now=utcnow())
+        dispatcher.dispatch_once(database, SETTINGS, now=utcnow())
     bad, later = _reload(db_session, [bad, later])
     assert bad.status is OutboundStatus.SENT and later.status is OutboundStatus.SENT
 
 
-def test_reject_with_unsupported_version_is_dead_at_once(db_session, session_factory, receiver):
+def test_reject_with_unsupported_version_is_dead_at_once(db_session, database, receiver):
     peer = add_peer(db_session, FacilityFactory(), port=receiver.port)
     (row,) = _queue(db_session, peer, ["p1"])
     receiver.policy = ReplyPolicy(
@@ -160,19 +166,19 @@ def test_reject_with_unsupported_version_is_dead_at_once(db_session, session_fac
             + b"\rERR||MSH^1^12|203^Unsupported version id^HL70357|E\r"
         )
     )
-    assert dispatcher.dispatch_once(session_factory, SETTINGS, now=T0).dead == 1
+    assert dispatcher.dispatch_once(database, SETTINGS, now=T0).dead == 1
     (row,) = _reload(db_session, [row])
     assert row.status is OutboundStatus.DEAD and row.ack_code == "AR"
 
 
-def test_expired_claim_of_a_crashed_dispatcher_is_taken_over(db_session, session_factory, receiver):
+def test_expired_claim_of_a_crashed_dispatcher_is_taken_over(db_session, database, receiver):
     peer = add_peer(db_session, FacilityFactory(), port=receiver.port)
     (row,) = _queue(db_session, peer, ["p1"])
     row.claimed_by, row.claimed_until = "crashed", T0 + dt.timedelta(seconds=60)
     db_session.commit()
-    assert dispatcher.dispatch_once(session_factory, SETTINGS, now=T0).claimed == 0
+    assert dispatcher.dispatch_once(database, SETTINGS, now=T0).claimed == 0
     later = T0 + dt.timedelta(seconds=61)
-    assert dispatcher.dispatch_once(session_factory, SETTINGS, now=later).sent == 1
+    assert dispatcher.dispatch_once(database, SETTINGS, now=later).sent == 1
 
 
 def test_two_dispatchers_at_once(backend, fresh_database):
