@@ -162,7 +162,9 @@ def test_python_hl7s_asyncio_client_is_answered(running):
         finally:
             writer.close()
 
-    reply = asyncio.run(send())
+    # On a loop thread of its own: the browser tests may leave a loop in this one.
+    with LoopThread() as loop:
+        reply = loop.run(send(), timeout=15)
     assert "MSA|AA|H1" in reply
 
 

@@ -24,7 +24,7 @@ from tests.web.test_login_page import csrf_token, log_in
 
 PAGE = "/admin/hl7/"
 PEERS = "/admin/hl7/peers"
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hl7" / "synthetic-vn"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "hl7" / "synthetic-vn"
 ADT_A01 = (SAMPLES / "vn_adt_a01_utf8_cr.hl7").read_bytes()
 CP1258 = (SAMPLES / "edge_cp1258_no_msh18.hl7").read_bytes()
 ACK_AE = (SAMPLES / "ack_ae_err_v25.hl7").read_text(encoding="utf-8")
