@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections.abc import Iterator
@@ -17,7 +16,14 @@ from his.hl7v2.client import (
     MllpTimeout,
 )
 from his.hl7v2.mllp import frame
-from tests.hl7v2.peer import ReceiverPeer, ReplyPolicy, build_ack, msh_fields, running_listener
+from tests.hl7v2.peer import (
+    LoopThread,
+    ReceiverPeer,
+    ReplyPolicy,
+    build_ack,
+    msh_fields,
+    running_listener,
+)
 
 ADT = (
     b"MSH|^~\\&|HIS|BV01|LIS|LAB01|20250301083015+0700||ADT^A04^ADT_A01|MSG%04d|P|2.5.1\r"
@@ -191,4 +197,5 @@ def test_async_client(peer):
             with pytest.raises(MllpConnectionError):
                 await client.send(adt(7))
 
-    asyncio.run(scenario())
+    with LoopThread() as loop:  # not asyncio.run: the browser tests may hold a loop here
+        loop.run(scenario(), timeout=60)

@@ -16,7 +16,7 @@ import pytest
 
 from his.hl7v2.listener import Connection
 from his.hl7v2.mllp import frame
-from tests.hl7v2.peer import RawSender, build_ack, running_listener
+from tests.hl7v2.peer import LoopThread, RawSender, build_ack, running_listener
 from tests.hl7v2.test_mllp_framing import sample
 
 
@@ -361,8 +361,9 @@ def test_python_hl7_asyncio_client_talks_to_our_listener():
             writer.close()
             await writer.wait_closed()
 
-    with running_listener(handler) as listener:
-        assert asyncio.run(scenario(listener.port)) == [f"L{i:04d}" for i in range(20)]
+    with running_listener(handler) as listener, LoopThread() as loop:
+        # Not asyncio.run: the browser tests may hold a loop in this thread.
+        assert loop.run(scenario(listener.port)) == [f"L{i:04d}" for i in range(20)]
 
 
 @pytest.mark.parametrize(
