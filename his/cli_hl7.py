@@ -37,7 +37,11 @@ def _peer_options(func):
         click.option("--port", type=int, help="MLLP port of the peer."),
         click.option("--events", help="Event classes it receives, comma-separated: ADT,OML,RDE."),
         click.option("--version", "version", help="HL7 version it speaks (2.3 … 2.8.2)."),
-        click.option("--facility", "facility_code", help="5-character facility code."),
+        click.option(
+            "--facility",
+            "facility_code",
+            help="5-character code of the facility whose records it changes.",
+        ),
         click.option("--sending-application", help="MSH-3 of its messages (default: NAME)."),
         click.option("--sending-facility", help="MSH-4 of its messages."),
         click.option("--mode", type=click.Choice(["apply", "store"]), help="Inbound handling."),
@@ -60,13 +64,12 @@ def _input(name: str | None, **options):
 @click.argument("name")
 @_peer_options
 def peer_add(name: str, **options) -> None:
-    """Add the peer NAME, e.g. --host lis.local --port 2575 --events OML --facility 91001."""
+    """Add the peer NAME, e.g. --host lis.local --port 2575 --events OML --facility 91001
+    (--facility may be left out where the deployment has one facility)."""
     from his.errors import DomainError
     from his.hl7v2.peers import add_peer
     from his.services.access import Principal
 
-    if options.get("facility_code") is None:
-        raise click.UsageError("Missing option '--facility'.")
     if options.get("version") is None:
         options["version"] = "2.5.1"
     database, _ = _database()

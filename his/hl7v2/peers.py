@@ -125,7 +125,18 @@ def parse_identifier_map(value: str | dict[str, str] | None, errors: _Errors) ->
     return mapping or None
 
 
-def _clean(session: Session, data: PeerInput, current: Hl7Peer | None) -> dict[str, Any]:
+def _default_facility(session: Session, principal: Principal) -> Facility | None:
+    """Without --facility: the acting administrator's facility, or the deployment's only one
+    (a commune station); a province with several must say which."""
+    if principal.facility_id is not None:
+        return session.get(Facility, principal.facility_id)
+    only = session.scalars(select(Facility).limit(2)).all()
+    return only[0] if len(only) == 1 else None
+
+
+def _clean(
+    session: Session, data: PeerInput, current: Hl7Peer | None, principal: Principal
+) -> dict[str, Any]:
     errors = _Errors()
     values: dict[str, Any] = {}
     if data.name is not None or current is None:
@@ -137,9 +148,16 @@ def _clean(session: Session, data: PeerInput, current: Hl7Peer | None) -> dict[s
         values["name"] = name
     if data.facility_code is not None or current is None:
         code = (data.facility_code or "").strip()
-        facility = session.scalar(select(Facility).where(Facility.code == code)) if code else None
-        if facility is None:
+        if code:
+            facility = session.scalar(select(Facility).where(Facility.code == code))
+        else:
+            facility = _default_facility(session, principal) if current is None else None
+        if facility is None and code:
             errors.add("facility", _l("No facility has the code “%(code)s”.", code=code))
+        elif facility is None:
+            errors.add(
+                "facility", _l("Name the facility whose records the peer's messages change.")
+            )
         else:
             values["facility_id"] = facility.id
     if data.host is not None:
@@ -234,7 +252,7 @@ def _check_unique(session: Session, peer: Hl7Peer) -> None:
 
 def add_peer(session: Session, principal: Principal, data: PeerInput) -> Hl7Peer:
     principal.require_any(Role.ADMIN)
-    values = _clean(session, data, None)
+    values = _clean(session, data, None, principal)
     peer = Hl7Peer(**values)
     _check_unique(session, peer)
     session.add(peer)
@@ -259,7 +277,7 @@ def update_peer(
 ) -> Hl7Peer:
     principal.require_any(Role.ADMIN)
     peer = get_peer(session, name_or_id)
-    values = _clean(session, data, peer)
+    values = _clean(session, data, peer, principal)
     for key, value in values.items():
         setattr(peer, key, value)
     _check_unique(session, peer)

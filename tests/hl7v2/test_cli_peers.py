@@ -46,3 +46,26 @@ def test_add_reports_what_is_wrong(cli_db):
     assert result.exit_code == 1
     for words in ("BAR", "65535", "00000", "2.9"):
         assert words in result.output
+
+
+def test_the_issues_command_line_works_in_a_one_facility_deployment(cli_db):
+    """`his hl7 peer add NAME --host H --port P --events ADT,OML,RDE [--version 2.5.1]`:
+    without --facility the only facility is meant; with two, the command asks which."""
+    _facility(cli_db)
+    added = _run(
+        *("peer", "add", "PACS", "--host", "10.0.0.9", "--port", "2576"),
+        *("--events", "ADT,OML,RDE", "--version", "2.3"),
+    )
+    assert added.exit_code == 0, added.output
+    assert "facility=91001" in added.output and "v2.3" in added.output
+    engine = create_engine(cli_db)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO facility (code, name, care_level, province_code, active, created_at)"
+                " VALUES ('91011', 'TYT Thử', 'basic', '91', true, CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+    second = _run("peer", "add", "RIS", "--host", "10.0.0.8", "--port", "2577", "--events", "ADT")
+    assert second.exit_code == 1 and "facility" in second.output
