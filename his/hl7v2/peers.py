@@ -155,9 +155,7 @@ def _clean(
         if facility is None and code:
             errors.add("facility", _l("No facility has the code “%(code)s”.", code=code))
         elif facility is None:
-            errors.add(
-                "facility", _l("Name the facility whose records the peer's messages change.")
-            )
+            errors.add("facility", _l("Name the facility whose records the peer changes."))
         else:
             values["facility_id"] = facility.id
     if data.host is not None:
