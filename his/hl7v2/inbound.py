@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from his.config import Settings
@@ -71,6 +71,9 @@ class Receiver:
     def __init__(self, database: Database, settings: Settings):
         self.database = database
         self.settings = settings
+        # Whether stored messages may wait to be applied (enhanced mode, or left by a stop):
+        # checked at start, then known, so the common case asks the database nothing more.
+        self._waiting = True
 
     # -- one frame -------------------------------------------------------------------------
 
@@ -87,84 +90,118 @@ class Receiver:
             msg, error = parse(raw), None
         except Hl7Error as exc:
             msg, error = None, exc
+        if self._waiting:
+            # Messages accepted earlier (enhanced mode, or left by a stop) are applied first.
+            self.apply_pending()
+        for _attempt in range(2):
+            try:
+                return self._receive(raw, msg, error, remote, batch_control_id, started)
+            except IntegrityError:
+                continue  # stored by another listener in between: the next try sees a repeat
+            except Exception:
+                log.exception("hl7.receive_failed")
+                break
+        return self._keep_failed(raw, msg, remote, batch_control_id, started)
+
+    def _receive(self, raw, msg, error, remote, batch_control_id, started) -> Outcome:
+        """One transaction: the message is stored, and in original mode applied (in a
+        savepoint: an AE leaves only the stored message), and its ACK recorded; the ACK
+        leaves after the commit."""
         enhanced = bool(msg and msg.is_enhanced_mode)
+        with self.database.session() as session:
+            earlier = self._earlier(session, msg)
+            if earlier is not None:
+                return self._repeat(session, earlier, msg, raw, started)
+            peer = self._peer(session, msg)
+            row = self._new_row(raw, msg, peer, remote, batch_control_id)
+            session.add(row)
+            session.flush()
+            refusal = ErrorDetail.from_error(error) if error else self._refusal(msg, peer)
+            errors: list[ErrorDetail] = []
+            if refusal is not None:
+                code, errors = ("CR" if enhanced else "AR"), [refusal]
+                row.status = InboundStatus.REJECTED
+            elif peer is None or peer.mode is PeerMode.STORE:
+                code = "CA" if enhanced else "AA"
+                row.status = InboundStatus.STORED
+            elif enhanced:
+                code = "CA"  # stored; applied next, the application ACK follows
+                self._waiting = True
+            else:
+                code, errors = self._apply(session, row, msg)
+            wanted = refusal is not None or _answer_wanted(msg, code)
+            ack = self._ack(msg, code, errors, raw) if wanted else None
+            _record_ack(row, code, ack, errors, started)
+            return Outcome(code if ack else "", ack, row.id)
+
+    def _repeat(self, session, earlier: Hl7Inbound, msg, raw, started) -> Outcome:
+        earlier.duplicates += 1
+        earlier.last_duplicate_at = utcnow()
+        if earlier.status is InboundStatus.RECEIVED and not earlier.enhanced and msg is not None:
+            # Stored but never answered (we stopped in between): apply it now, once.
+            code, errors = self._apply(session, earlier, msg)
+            ack = self._ack(msg, code, errors)
+            _record_ack(earlier, code, ack, errors, started)
+            return Outcome(code, ack, earlier.id)
+        if earlier.ack or not _answer_wanted(msg, "CA"):
+            return Outcome(earlier.ack_code or "", earlier.ack, earlier.id)
+        code = "CA" if earlier.enhanced else "AA"
+        return Outcome(code, self._ack(msg, code, [], raw), earlier.id)
+
+    def _keep_failed(self, raw, msg, remote, batch_control_id, started) -> Outcome:
+        """What we did not foresee still leaves the message stored (status error) and
+        answered AE; when even storing fails the answer asks the sender to send again."""
+        enhanced = bool(msg and msg.is_enhanced_mode)
+        problem = ErrorDetail(207, "", str(_l("Internal error while applying the message.")))
         try:
-            row_id, earlier = self._store(raw, msg, remote, batch_control_id)
-        except OperationalError:
+            with self.database.session() as session:
+                row = self._new_row(raw, msg, self._peer(session, msg), remote, batch_control_id)
+                session.add(row)
+                session.flush()
+                row.status = InboundStatus.ERROR
+                code = "CE" if enhanced else "AE"
+                ack = self._ack(msg, code, [problem], raw)
+                _record_ack(row, code, ack, [problem], started)
+                return Outcome(code, ack, row.id)
+        except Exception:
             log.exception("hl7.store_failed")
             problem = ErrorDetail(
                 207, "", str(_l("The message could not be stored; send it again."))
             )
             code = "CE" if enhanced else "AE"
             return Outcome(code, self._ack(msg, code, [problem], raw), None)
-        if earlier is not None:
-            return self._repeat(earlier, msg, raw, started)
-        if error is not None:
-            return self._refuse(row_id, None, raw, [ErrorDetail.from_error(error)], started)
-        assert msg is not None
-        with self.database.session() as session:
-            peer = self._peer(session, msg)
-            refusal = self._refusal(msg, peer)
-            stored_only = peer is None or peer.mode is PeerMode.STORE
-        if refusal is not None:
-            return self._refuse(row_id, msg, raw, [refusal], started)
-        if stored_only:
-            return self._finish(
-                row_id, msg, "CA" if enhanced else "AA", [], started, InboundStatus.STORED
-            )
-        if enhanced:
-            return self._commit_ack(row_id, msg, started)
-        self.apply_pending(before_id=row_id)
-        return self._apply_and_ack(row_id, msg, started)
 
     # -- storing ---------------------------------------------------------------------------
 
-    def _store(self, raw, msg, remote, batch_control_id) -> tuple[int, Hl7Inbound | None]:
-        """The id of the stored row, and the earlier row when this is a repeat."""
-        app = msg.sending_application[:180] if msg else ""
-        facility = msg.sending_facility[:180] if msg else ""
-        control_id = (msg.control_id[:199] or None) if msg else None
-        for _attempt in range(2):
-            try:
-                with self.database.session() as session:
-                    if control_id is not None:
-                        earlier = session.scalar(
-                            select(Hl7Inbound).where(
-                                Hl7Inbound.sending_application == app,
-                                Hl7Inbound.sending_facility == facility,
-                                Hl7Inbound.control_id == control_id,
-                            )
-                        )
-                        if earlier is not None:
-                            earlier.duplicates += 1
-                            earlier.last_duplicate_at = utcnow()
-                            session.flush()
-                            session.expunge(earlier)
-                            return earlier.id, earlier
-                    peer = self._peer(session, msg) if msg else None
-                    row = Hl7Inbound(
-                        peer_id=peer.id if peer else None,
-                        remote=remote[:80] or None,
-                        sending_application=app,
-                        sending_facility=facility,
-                        control_id=control_id,
-                        message_type="^".join(p for p in (msg.message_code, msg.trigger) if p)[:20]
-                        if msg
-                        else "",
-                        version=(msg.version_raw[:10] if msg else ""),
-                        enhanced=bool(msg and msg.is_enhanced_mode),
-                        app_ack_type=(msg.application_ack_type[:2] if msg else ""),
-                        batch_control_id=batch_control_id,
-                        raw=raw,
-                        patient_key=_patient_key(msg),
-                        status=InboundStatus.RECEIVED,
-                    )
-                    session.add(row)
-                    session.flush()
-                    return row.id, None
-            except IntegrityError:
-                continue  # the same message stored by another listener in between: a repeat
-        raise OperationalError("storing the message", None, Exception("repeated conflict"))
+    def _earlier(self, session: Session, msg: Message | None) -> Hl7Inbound | None:
+        """The stored message this one repeats: same MSH-3, MSH-4 and MSH-10."""
+        if msg is None or not msg.control_id:
+            return None
+        return session.scalar(
+            select(Hl7Inbound).where(
+                Hl7Inbound.sending_application == msg.sending_application[:180],
+                Hl7Inbound.sending_facility == msg.sending_facility[:180],
+                Hl7Inbound.control_id == msg.control_id[:199],
+            )
+        )
+
+    def _new_row(self, raw, msg, peer, remote, batch_control_id) -> Hl7Inbound:
+        kind = "^".join(p for p in (msg.message_code, msg.trigger) if p)[:20] if msg else ""
+        return Hl7Inbound(
+            peer_id=peer.id if peer else None,
+            remote=remote[:80] or None,
+            sending_application=msg.sending_application[:180] if msg else "",
+            sending_facility=msg.sending_facility[:180] if msg else "",
+            control_id=(msg.control_id[:199] or None) if msg else None,
+            message_type=kind,
+            version=msg.version_raw[:10] if msg else "",
+            enhanced=bool(msg and msg.is_enhanced_mode),
+            app_ack_type=msg.application_ack_type[:2] if msg else "",
+            batch_control_id=batch_control_id,
+            raw=raw,
+            patient_key=_patient_key(msg),
+            status=InboundStatus.RECEIVED,
+        )
 
     def _peer(self, session: Session, msg: Message | None) -> Hl7Peer | None:
         if msg is None:
@@ -227,56 +264,10 @@ class Receiver:
             )
         return None
 
-    # -- answering -------------------------------------------------------------------------
+    # -- answering and applying -------------------------------------------------------------
 
     def _ack(self, msg: Message | None, code: str, errors, raw: bytes | None = None) -> str:
         return build_ack(msg, code, control_id=new_ack_id(), now=utcnow(), errors=errors, raw=raw)
-
-    def _finish(self, row_id, msg, code, errors, started, status) -> Outcome:
-        ack = self._ack(msg, code, errors) if _answer_wanted(msg, code) else None
-        with self.database.session() as session:
-            row = session.get(Hl7Inbound, row_id)
-            row.status = status
-            _record_ack(row, code, ack, errors, started)
-        return Outcome(code if ack else "", ack, row_id)
-
-    def _refuse(self, row_id, msg, raw, errors, started) -> Outcome:
-        code = "CR" if msg is not None and msg.is_enhanced_mode else "AR"
-        ack = self._ack(msg, code, errors, raw)
-        with self.database.session() as session:
-            row = session.get(Hl7Inbound, row_id)
-            row.status = InboundStatus.REJECTED
-            _record_ack(row, code, ack, errors, started)
-        return Outcome(code, ack, row_id)
-
-    def _commit_ack(self, row_id, msg, started) -> Outcome:
-        """Enhanced mode: the message is safely stored; the application ACK comes later."""
-        ack = self._ack(msg, "CA", []) if _answer_wanted(msg, "CA") else None
-        with self.database.session() as session:
-            _record_ack(session.get(Hl7Inbound, row_id), "CA", ack, [], started)
-        return Outcome("CA" if ack else "", ack, row_id)
-
-    def _repeat(self, earlier: Hl7Inbound, msg, raw, started) -> Outcome:
-        if earlier.status is InboundStatus.RECEIVED and not earlier.enhanced and msg is not None:
-            # Stored but never answered (we stopped in between): apply it now, once.
-            self.apply_pending(before_id=earlier.id)
-            return self._apply_and_ack(earlier.id, msg, started)
-        if earlier.ack or not _answer_wanted(msg, "CA"):
-            return Outcome(earlier.ack_code or "", earlier.ack, earlier.id)
-        code = "CA" if earlier.enhanced else "AA"
-        return Outcome(code, self._ack(msg, code, [], raw), earlier.id)
-
-    # -- applying --------------------------------------------------------------------------
-
-    def _apply_and_ack(self, row_id: int, msg: Message, started: float) -> Outcome:
-        with self.database.session() as session:
-            row = session.get(Hl7Inbound, row_id)
-            if row.status is not InboundStatus.RECEIVED:  # applied meanwhile
-                return Outcome(row.ack_code or "", row.ack, row_id)
-            code, errors = self._apply(session, row, msg)
-            ack = self._ack(msg, code, errors)
-            _record_ack(row, code, ack, errors, started)
-        return Outcome(code, ack, row_id)
 
     def apply_pending(self, *, before_id: int | None = None, limit: int = 500) -> int:
         """Applies stored messages still waiting (enhanced mode, or left by a stop), in
@@ -286,6 +277,8 @@ class Receiver:
             if before_id is not None:
                 query = query.where(Hl7Inbound.id < before_id)
             ids = list(session.scalars(query.order_by(Hl7Inbound.id).limit(limit)))
+        if before_id is None and len(ids) < limit:
+            self._waiting = False  # all applied below; a new enhanced message sets it again
         for row_id in ids:
             with self.database.session() as session:
                 row = session.get(Hl7Inbound, row_id)
@@ -351,9 +344,7 @@ class Receiver:
             split = batch.split(frame)
         except Hl7Error as exc:
             # The whole batch is refused and kept as received; nothing in it is applied.
-            started = time.monotonic()
-            row_id, _ = self._store(frame, None, remote, None)
-            outcome = self._refuse(row_id, None, frame, [ErrorDetail.from_error(exc)], started)
+            outcome = self._receive(frame, None, exc, remote, None, time.monotonic())
             return encode_ack(outcome.ack)
         outcomes = [self.receive(m, remote, split.batch_control_id or None) for m in split.messages]
         with self.database.session(write=False) as session:
