@@ -222,8 +222,11 @@ def build_ack(
     errors: Sequence[ErrorDetail] = (),
     text: str = "",
     raw: bytes | None = None,
+    accept_ack: str = "",
 ) -> str:
-    """The ACK to ``received`` (or, if None, to whatever MSH can be read from ``raw``)."""
+    """The ACK to ``received`` (or, if None, to whatever MSH can be read from ``raw``).
+    ``accept_ack`` (MSH-15) asks the peer to confirm receipt of this ACK: an enhanced-mode
+    application ACK travels as a message of its own and wants ``AL``."""
     if code not in ACK_CODES:
         raise ValueError(f"not an acknowledgment code: {code!r}")
     view = _MshView.of_message(received) if received is not None else _MshView.of_bytes(raw)
@@ -256,8 +259,8 @@ def build_ack(
         version_field,
         "",
         "",
-        "",
-        "",
+        accept_ack,
+        "NE" if accept_ack else "",
         copy(17),
         copy(18),
     ]

@@ -15,7 +15,9 @@ from his.hl7v2.pid import cx_identifiers, find_patient, patient_input
 from his.models import (
     Department,
     Hl7Peer,
+    IdentifierType,
     Patient,
+    PatientIdentifier,
     Payment,
     Role,
     Room,
@@ -34,8 +36,6 @@ VISIT_TYPES = {"O": VisitType.OUTPATIENT, "E": VisitType.EMERGENCY, "I": VisitTy
 
 
 def _known_ids(patient: Patient) -> list[dict[str, str]]:
-    from his.models import IdentifierType
-
     return [
         {
             "system": i.type.value if i.type is not IdentifierType.EXTERNAL else i.system,
@@ -44,6 +44,16 @@ def _known_ids(patient: Patient) -> list[dict[str, str]]:
         for i in patient.identifiers
         if i.type in (IdentifierType.EXTERNAL, IdentifierType.PASSPORT, IdentifierType.CMND)
     ]
+
+
+def _owner(session: Session, cx) -> int | None:
+    return session.scalar(
+        select(PatientIdentifier.patient_id).where(
+            PatientIdentifier.type == cx.kind,
+            PatientIdentifier.system == cx.system,
+            PatientIdentifier.value == cx.value,
+        )
+    )
 
 
 def upsert_patient(
@@ -61,10 +71,24 @@ def upsert_patient(
             )
         return patients.register_patient(session, principal, given.data, checker=CARD_CHECK)
     data = dict(given.data)
+    # An identifier of a record merged into this patient stays on that record (it names
+    # this patient through the merge): it is not moved, and not refused as taken.
+    merged = {
+        (i.kind, i.system, i.value)
+        for i in given.identifiers
+        if _owner(session, i) not in (None, patient.id)
+    }
+    if data.get("cccd") and (IdentifierType.CCCD, "", data["cccd"]) in merged:
+        del data["cccd"]
     if "identifiers" in data:
         # The peer's identifiers are added to the ones other systems gave, never replace them.
         known = _known_ids(patient)
-        data["identifiers"] = known + [i for i in data["identifiers"] if i not in known]
+        new = [
+            i
+            for i in data["identifiers"]
+            if i not in known and not any(m[2] == i["value"] for m in merged)
+        ]
+        data["identifiers"] = known + new
     if data:
         patient = patients.update_patient(
             session, principal, patient.id, data, expected_version=None, checker=CARD_CHECK
@@ -199,7 +223,10 @@ def merge(session, principal, msg, peer) -> Patient:
     service (and its checks) as the administrator's screen."""
     survivor = _known_patient(session, msg, peer)
     mrg = msg.segment("MRG")
-    merged = find_patient(session, cx_identifiers(session, mrg, 1, peer)) if mrg else None
+    prior = cx_identifiers(session, mrg, 1, peer) if mrg else []
+    merged = find_patient(session, prior, follow_merges=False)
+    if merged is not None and merged.merged_into_id == survivor.id:
+        return survivor  # merged already (a replay, or another system told us first)
     if merged is None:
         raise Hl7Error(
             _l("No patient has any of the identifiers in MRG-1."), code=204, location="MRG^1^1"

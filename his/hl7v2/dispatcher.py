@@ -43,9 +43,11 @@ import datetime as dt
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,7 @@ from his.services.access import Principal
 log = get_logger(__name__)
 
 CONNECT_TIMEOUT = 5.0
+MAX_PEER_THREADS = 8  # peers served at once by one dispatcher
 # The peer's message-specific refusals: resending the same message cannot succeed.
 PERMANENT_REJECT_CODES = frozenset({100, 101, 102, 103, 200, 201, 202, 203, 204, 205})
 _HELD = (OutboundStatus.PENDING, OutboundStatus.DEAD)
@@ -161,12 +164,14 @@ class Dispatcher:
         self.per_message = CONNECT_TIMEOUT + self.ack_timeout + 5.0
         self.lease = lease_seconds or max(120.0, 4 * self.per_message)
         self.client_factory = client_factory
-        self._clients: dict[tuple[str, int], MllpClient] = {}
+        self._clients: dict[tuple[int, str, int], MllpClient] = {}
+        self._lock = threading.Lock()
 
     # -- connections ----------------------------------------------------------------------
 
-    def _client(self, host: str, port: int) -> MllpClient:
-        key = (host, port)
+    def _client(self, peer_id: int, host: str, port: int) -> MllpClient:
+        # One connection per peer, used by that peer's thread only.
+        key = (peer_id, host, port)
         if key not in self._clients:
             self._clients[key] = self.client_factory(
                 host, port, connect_timeout=CONNECT_TIMEOUT, ack_timeout=self.ack_timeout
@@ -219,33 +224,57 @@ class Dispatcher:
         stats = DispatchStats()
         claimed = self.claim(clock, limit)
         stats.claimed = len(claimed)
-        lease_end = clock + dt.timedelta(seconds=self.lease)
-        started = time.monotonic()
-        unreachable: set[int] = set()
+        by_peer: dict[int, list[_Claimed]] = {}
         for item in claimed:
-            if item.peer_id in unreachable:
-                self._release(item)
-                stats.released += 1
-                continue
+            by_peer.setdefault(item.peer_id, []).append(item)
+        started = time.monotonic()
+        if len(by_peer) <= 1:
+            for items in by_peer.values():
+                self._send_to_peer(items, clock, started, stats)
+            return stats
+        # One thread per peer: a slow or silent peer does not hold the others' messages.
+        with ThreadPoolExecutor(min(MAX_PEER_THREADS, len(by_peer))) as pool:
+            futures = [
+                pool.submit(self._send_to_peer, items, clock, started, stats)
+                for items in by_peer.values()
+            ]
+            for future in futures:
+                future.result()
+        return stats
+
+    def _send_to_peer(
+        self, items: list[_Claimed], clock: dt.datetime, started: float, stats: DispatchStats
+    ) -> None:
+        lease_end = clock + dt.timedelta(seconds=self.lease)
+        while items:
+            item = items[0]
             # The clock as the caller sees it (tests pass a fixed ``now``).
             moment = clock + dt.timedelta(seconds=time.monotonic() - started)
             if (lease_end - moment).total_seconds() < self.per_message:
-                if not self._renew(item, moment):
-                    continue  # the lease ran out and another dispatcher took the row
+                # Every row still to send gets a new lease, not only this one: a row whose
+                # lease ran out may be another dispatcher's by now, and is left to it.
+                kept = self._renew(items, moment)
+                items = [i for i in items if i.id in kept]
                 lease_end = moment + dt.timedelta(seconds=self.lease)
+                continue
+            items = items[1:]
             outcome, peer_down = self._send(item, moment, stats)
+            with self._lock:
+                if outcome == _Outcome.SENT:
+                    stats.sent += 1
+                elif outcome == _Outcome.DEAD:
+                    stats.dead += 1
+                elif outcome == _Outcome.RETRY:
+                    stats.retried += 1
             if peer_down:
-                unreachable.add(item.peer_id)
-            if outcome == _Outcome.SENT:
-                stats.sent += 1
-            elif outcome == _Outcome.DEAD:
-                stats.dead += 1
-            elif outcome == _Outcome.RETRY:
-                stats.retried += 1
-        return stats
+                for rest in items:
+                    self._release(rest)
+                with self._lock:
+                    stats.released += len(items)
+                return
 
     def _send(self, item: _Claimed, moment: dt.datetime, stats: DispatchStats):
-        client = self._client(item.host, item.port)
+        client = self._client(item.peer_id, item.host, item.port)
         began = time.monotonic()
         try:
             reply = client.send(item.text.encode("utf-8"))
@@ -364,13 +393,21 @@ class Dispatcher:
                 .values(claimed_by=None, claimed_until=None)
             )
 
-    def _renew(self, item: _Claimed, moment: dt.datetime) -> bool:
+    def _renew(self, items: list[_Claimed], moment: dt.datetime) -> set[int]:
+        """Extends this dispatcher's claim on ``items``; the ids it still holds."""
         until = moment + dt.timedelta(seconds=self.lease)
         with self.database.session(write=True) as session:
             result = session.execute(
-                update(Hl7Outbound).where(self._mine(item)).values(claimed_until=until)
+                update(Hl7Outbound)
+                .where(
+                    Hl7Outbound.id.in_([i.id for i in items]),
+                    Hl7Outbound.status == OutboundStatus.PENDING,
+                    Hl7Outbound.claimed_by == self.worker_id,
+                )
+                .values(claimed_until=until)
+                .returning(Hl7Outbound.id)
             )
-            return bool(result.rowcount)
+            return set(result.scalars())
 
 
 def dispatch_once(

@@ -280,30 +280,51 @@ class Receiver:
         if before_id is None and len(ids) < limit:
             self._waiting = False  # all applied below; a new enhanced message sets it again
         for row_id in ids:
-            with self.database.session() as session:
-                row = session.get(Hl7Inbound, row_id)
-                if row is None or row.status is not InboundStatus.RECEIVED:
-                    continue
-                try:
-                    msg = parse(row.raw)
-                except Hl7Error as exc:  # stored before a codec change: refuse it now
-                    row.status = InboundStatus.REJECTED
-                    row.error, row.error_code = str(exc.message), exc.code
-                    continue
-                code, errors = self._apply(session, row, msg)
-                if row.enhanced:
-                    wanted = row.app_ack_type or "NE"
-                    if (
-                        wanted == "AL"
-                        or (wanted == "ER" and code != "AA")
-                        or (wanted == "SU" and code == "AA")
-                    ):
-                        outbox.queue_application_ack(session, row, self._ack(msg, code, errors))
-                else:
-                    # The sender never got an answer; a resend is answered from this row.
-                    row.ack_code, row.ack = code, self._ack(msg, code, errors)
-                _note_error(row, errors)
+            try:
+                self._apply_stored(row_id)
+            except Exception:
+                log.exception("hl7.apply_failed", inbound_id=row_id)
+                with self.database.session() as session:
+                    row = session.get(Hl7Inbound, row_id)
+                    row.status = InboundStatus.ERROR
+                    row.error_code = 207
+                    row.error = str(_l("Internal error while applying the message."))
         return len(ids)
+
+    def _apply_stored(self, row_id: int) -> None:
+        with self.database.session() as session:
+            row = session.get(Hl7Inbound, row_id)
+            if row is None or row.status is not InboundStatus.RECEIVED:
+                return
+            try:
+                msg = parse(row.raw)
+            except Hl7Error as exc:  # stored before a codec change: refuse it now
+                row.status = InboundStatus.REJECTED
+                row.error, row.error_code = str(exc.message), exc.code
+                return
+            code, errors = self._apply(session, row, msg)
+            if row.enhanced:
+                if _app_ack_wanted(row.app_ack_type, code):
+                    self._send_application_ack(session, row, msg, code, errors)
+            else:
+                # The sender never got an answer; a resend is answered from this row.
+                row.ack_code, row.ack = code, self._ack(msg, code, errors)
+            _note_error(row, errors)
+
+    def _send_application_ack(self, session, row, msg, code, errors) -> None:
+        """Through the outbox to the peer's address; it asks for a commit ACK (MSH-15 AL),
+        so the dispatcher knows it arrived. A peer without an address cannot get one:
+        the row says so, for the admin page."""
+        peer = session.get(Hl7Peer, row.peer_id)
+        if peer is None or not peer.host or not peer.port:
+            row.error = (row.error + "\n" if row.error else "") + str(
+                _l("No application acknowledgment sent: the peer has no host and port.")
+            )
+            return
+        ack = build_ack(
+            msg, code, control_id=new_ack_id(), now=utcnow(), errors=errors, accept_ack="AL"
+        )
+        outbox.queue_application_ack(session, row, ack)
 
     def _apply(self, session: Session, row: Hl7Inbound, msg: Message) -> tuple[str, list]:
         peer = session.get(Hl7Peer, row.peer_id) if row.peer_id else None
@@ -360,6 +381,11 @@ class Receiver:
         return encode_ack(text)
 
 
+def _app_ack_wanted(wanted: str, code: str) -> bool:
+    """MSH-16: AL always, NE (or empty) never, ER only on error, SU only on success."""
+    return wanted == "AL" or (wanted == "ER" and code != "AA") or (wanted == "SU" and code == "AA")
+
+
 def _answer_wanted(msg: Message | None, code: str) -> bool:
     """MSH-15 in enhanced mode: AL always, NE never, ER only on error, SU only on success."""
     if msg is None or not msg.is_enhanced_mode:
@@ -395,8 +421,7 @@ def _errors_of(exc: Exception) -> list[ErrorDetail]:
     if isinstance(exc, ValidationFailed) and exc.errors:
         found = []
         for name, messages in exc.errors.items():
-            top = name.split(".")[0]
-            location = FIELD_LOCATIONS.get(top, FIELD_LOCATIONS.get(name, ""))
+            location = FIELD_LOCATIONS.get(name, FIELD_LOCATIONS.get(name.split(".")[0], ""))
             for message in messages:
                 required = message == str(_l("This field is required."))
                 found.append(ErrorDetail(101 if required else 102, location, f"{name}: {message}"))
@@ -405,7 +430,8 @@ def _errors_of(exc: Exception) -> list[ErrorDetail]:
         code = {404: 204, 409: 205}.get(exc.status, 207)
         fields = getattr(exc, "errors", None) or {}
         top = next(iter(fields), "")
-        return [ErrorDetail(code, FIELD_LOCATIONS.get(top.split(".")[0], ""), str(exc))]
+        location = FIELD_LOCATIONS.get(top, FIELD_LOCATIONS.get(top.split(".")[0], ""))
+        return [ErrorDetail(code, location, str(exc))]
     return [ErrorDetail(207, "", str(_l("Internal error while applying the message.")))]
 
 

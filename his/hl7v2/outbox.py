@@ -314,8 +314,8 @@ def queue_application_ack(session: Session, inbound: Hl7Inbound, ack_text: str) 
 
     ``ack_text`` is the complete ACK (ER7, CR-separated) with its own MSH-10; the
     dispatcher waits for the peer's reply to it like for any message, so the ACK should ask
-    for an accept acknowledgment (MSH-15 ``AL``). Ordered with the patient's other messages
-    when the inbound message named a patient, else on its own key.
+    for an accept acknowledgment (MSH-15 ``AL``). On a key of its own, so it never holds the
+    patient's other messages.
     """
     if inbound.peer_id is None:
         raise ValueError("an application acknowledgment needs the inbound message's peer")
@@ -325,7 +325,8 @@ def queue_application_ack(session: Session, inbound: Hl7Inbound, ack_text: str) 
         event="ACK",
         message_type=_message_type_of(ack_text) or "ACK",
         control_id=control_id,
-        patient_key=f"p{inbound.patient_id}" if inbound.patient_id else f"i{inbound.id}",
+        # Its own key: an ACK the peer is slow to confirm never holds the patient's messages.
+        patient_key=f"i{inbound.id}",
         patient_id=inbound.patient_id,
         text=ack_text,
         status=OutboundStatus.PENDING,

@@ -26,6 +26,20 @@ DEFAULT_IDENTIFIER_MAP = {
     "PPN": "passport",
     "CMND": "cmnd",
 }
+# The countries our patients most often come from, alpha-3 (HL7 table 0212) -> alpha-2.
+ALPHA3 = {
+    "VNM": "VN",
+    "KHM": "KH",
+    "LAO": "LA",
+    "CHN": "CN",
+    "THA": "TH",
+    "USA": "US",
+    "KOR": "KR",
+    "JPN": "JP",
+    "TWN": "TW",
+    "FRA": "FR",
+    "AUS": "AU",
+}
 SEX_CODES = {"M": "male", "F": "female", "U": "undetermined", "O": "undetermined"}
 # HL7 locations of the patient service's input fields, for the ERR segment of an AE.
 FIELD_LOCATIONS = {
@@ -40,6 +54,13 @@ FIELD_LOCATIONS = {
     "identifiers": "PID^1^3",
     "guardian": "NK1^1^2",
     "insurance": "IN1^1^36",
+    "insurance.valid_from": "IN1^1^12",
+    "insurance.valid_to": "IN1^1^13",
+    "insurance.registered_facility_code": "ZBH^1^3",
+    "insurance.area_code": "ZBH^1^4",
+    "insurance.five_year_date": "ZBH^1^5",
+    "payment": "PV1^1^20",
+    "room_id": "PV1^1^3",
     "mrn": "PID^1^3",
     "bhyt": "PID^1^3",
 }
@@ -99,9 +120,11 @@ def cx_identifiers(
     return found
 
 
-def find_patient(session: Session, identifiers: list[CxIdentifier]) -> Patient | None:
+def find_patient(
+    session: Session, identifiers: list[CxIdentifier], *, follow_merges: bool = True
+) -> Patient | None:
     """The patient one of these identifiers names, strongest first; a merged record
-    leads to the record it was merged into."""
+    leads to the record it was merged into (unless ``follow_merges`` is off)."""
     order = (
         IdentifierType.MRN,
         IdentifierType.CCCD,
@@ -121,7 +144,7 @@ def find_patient(session: Session, identifiers: list[CxIdentifier]) -> Patient |
             )
             if patient_id is not None:
                 patient = session.get(Patient, patient_id)
-                while patient is not None and patient.merged_into_id is not None:
+                while follow_merges and patient is not None and patient.merged_into_id:
                     patient = session.get(Patient, patient.merged_into_id)
                 return patient
     return None
@@ -147,11 +170,22 @@ def birth_date(value: str) -> str:
     return value.strip()
 
 
+def vietnamese_name(seg: Segment, field_no: int) -> str:
+    """XPN family^given^middle as a Vietnamese full name: family, middle, given. Senders
+    that put the middle name with the given name in XPN-2 ("Nguyễn^Thị Thu Hương") read
+    the same way."""
+    family, given, middle = (seg.get(field_no, n).strip() for n in (1, 2, 3))
+    return " ".join(p for p in (family, middle, given) if p)
+
+
 def _phone(seg: Segment, field_no: int) -> str | None:
     """The first number of an XTN field: country + area + local number (XTN-5/6/7) when
     given in parts, else the number as written (XTN-1)."""
     for n in range(1, len(seg.repetitions(field_no)) + 1):
         local = seg.get(field_no, 7, repetition=n)
+        written = seg.get(field_no, 12, repetition=n)  # XTN-12, the whole number from 2.7
+        if written:
+            return written
         if local:
             country = seg.get(field_no, 5, repetition=n)
             area = seg.get(field_no, 6, repetition=n)
@@ -206,7 +240,7 @@ def patient_input(
     assert pid is not None
     identifiers = cx_identifiers(session, pid, 3, peer)
     data: dict[str, Any] = {}
-    name = " ".join(p.strip() for p in (pid.get(5, 1), pid.get(5, 2), pid.get(5, 3)) if p.strip())
+    name = vietnamese_name(pid, 5)
     if name:
         data["full_name"] = name
     if pid.get(8).strip():
@@ -222,8 +256,10 @@ def patient_input(
         data["address"] = address
     if pid.get(22).strip():
         data["ethnicity_code"] = pid.get(22).strip()
-    if pid.get(28).strip():
-        data["nationality"] = pid.get(28).strip()
+    # PID-28 nationality (withdrawn in 2.7: PID-26 citizenship); ISO alpha-3 VNM is VN.
+    nationality = (pid.get(28) or pid.get(26)).strip().upper()
+    if nationality:
+        data["nationality"] = ALPHA3.get(nationality, nationality)
     others = [
         {
             "system": i.kind.value if i.kind is not IdentifierType.EXTERNAL else i.system,
@@ -237,7 +273,7 @@ def patient_input(
     nk1 = msg.segment("NK1")
     if nk1 is not None and nk1.get(2, 1):
         data["guardian"] = {
-            "name": " ".join(p for p in (nk1.get(2, 1), nk1.get(2, 2), nk1.get(2, 3)) if p),
+            "name": vietnamese_name(nk1, 2),
             "relation": nk1.get(3, 2) or nk1.get(3, 1) or None,
             "phone": _phone(nk1, 5),
         }

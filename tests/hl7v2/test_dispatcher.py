@@ -234,3 +234,39 @@ def test_two_dispatchers_at_once(backend, fresh_database):
         db_a.engine.dispose()
         db_b.engine.dispose()
         databases.close()
+
+
+def test_a_slow_peer_does_not_hold_another_peers_messages(backend, fresh_database):
+    """Peers are served side by side: while one takes its time over each ACK, the other's
+    messages go out at once, not after it."""
+    databases = fresh_database(backend)
+    database = Database.from_url(next(databases))
+    try:
+        with (
+            ReceiverPeer(ReplyPolicy(delay=0.8)) as slow_peer,
+            ReceiverPeer() as healthy,
+            database.session() as session,
+        ):
+            from his.models import CareLevel, Facility
+
+            facility = Facility(
+                code="93002", name="BV Thử", care_level=CareLevel.BASIC, province_code="93"
+            )
+            session.add(facility)
+            session.flush()
+            slow = add_peer(session, facility, name="SLOW", port=slow_peer.port)
+            fine = add_peer(session, facility, name="FINE", port=healthy.port)
+            _queue(session, slow, ["p1", "p2", "p3"], now=utcnow())
+            expected = [r.control_id for r in _queue(session, fine, ["p1", "p2"], now=utcnow())]
+            results = []
+            with dispatcher.Dispatcher(database, SETTINGS, worker_id="one") as d:
+                worker = threading.Thread(target=lambda: results.append(d.dispatch_once()))
+                worker.start()
+                # Served one after the other, these would wait 3 × 0.8 s behind the slow peer.
+                arrived = healthy.wait_for(2, timeout=1.5)
+                worker.join(10)
+            assert sorted(msh_fields(m)[9].decode() for m in arrived) == sorted(expected)
+            assert (results[0].sent, results[0].retried) == (5, 0)
+    finally:
+        database.engine.dispose()
+        databases.close()

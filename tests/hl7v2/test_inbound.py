@@ -166,6 +166,27 @@ def test_enhanced_mode_commits_then_applies_and_queues_the_application_ack(
     assert row.status is InboundStatus.APPLIED
     queued = db_session.scalar(select(Hl7Outbound).where(Hl7Outbound.inbound_id == row.id))
     assert parse_ack(queued.text).code == "AA" and parse_ack(queued.text).control_id_acked == "MSG1"
+    # It asks the peer to confirm it (MSH-15 AL) and holds none of the patient's messages.
+    assert parse_ack(queued.text).message.accept_ack_type == "AL"
+    assert queued.patient_key == f"i{row.id}"
+
+
+def test_no_application_ack_to_a_peer_without_an_address(db_session, place, receiver):
+    site, _ = place
+    raw = a04(site.room).replace(b"|P|2.5|||||VNM|", b"|P|2.5|||AL|AL|VNM|", 1)
+    assert parse_ack(receiver.handle(raw)).code == "CA"
+    receiver.apply_pending()
+    row = stored(db_session, "MSG1")
+    assert row.status is InboundStatus.APPLIED and "no host" in row.error
+    assert db_session.scalar(select(func.count()).select_from(Hl7Outbound)) == 0
+
+
+def test_names_read_family_middle_given(db_session, place, receiver):
+    site, _ = place
+    ack = parse_ack(receiver.handle(a04(site.room, name="Trần^Lộc^Minh")))
+    assert ack.code == "AA", ack.errors
+    patient = db_session.get(Patient, stored(db_session, "MSG1").patient_id)
+    assert (patient.full_name, patient.given_name) == ("Trần Minh Lộc", "Lộc")
 
 
 def test_visit_changes_follow_pv1_19(db_session, place, receiver):
@@ -214,6 +235,16 @@ def test_a40_merges_through_the_merge_service(db_session, place, receiver):
     )
     refused = parse_ack(receiver.handle(again))
     assert (refused.code, refused.errors[0].location) == ("AE", "MRG^1^1")
+    replay = merge.replace(b"|M1|", b"|M3|")  # the same merge, told again
+    assert parse_ack(receiver.handle(replay)).code == "AA"
+    # The lab still names the merged record by its own id: that reaches the survivor.
+    update = another(site.room, "U1").replace(b"ADT^A04^ADT_A01", b"ADT^A08^ADT_A01")
+    update = update.replace(b"912345678", b"912000111")
+    ack = parse_ack(receiver.handle(update))
+    assert ack.code == "AA", ack.errors
+    db_session.expire_all()
+    assert stored(db_session, "U1").patient_id == survivor
+    assert db_session.get(Patient, survivor).phone == "0912000111"
 
 
 def test_oru_results_attach_to_the_order_by_placer_number(db_session, place, receiver):
