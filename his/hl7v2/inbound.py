@@ -110,13 +110,28 @@ class Receiver:
         enhanced = bool(msg and msg.is_enhanced_mode)
         with self.database.session() as session:
             earlier = self._earlier(session, msg)
-            if earlier is not None:
+            reused = earlier is not None and not _same_message(earlier.raw, msg)
+            if earlier is not None and not reused:
                 return self._repeat(session, earlier, msg, raw, started)
             peer = self._peer(session, msg)
             row = self._new_row(raw, msg, peer, remote, batch_control_id)
+            if reused:
+                row.control_id = None  # kept beside the first one, never taken for it
             session.add(row)
             session.flush()
             refusal = ErrorDetail.from_error(error) if error else self._refusal(msg, peer)
+            if reused:
+                refusal = ErrorDetail(
+                    205,
+                    "MSH^1^10",
+                    str(
+                        _l(
+                            "MSH-10 %(id)s was used before for a different message; "
+                            "send this one with a new control id.",
+                            id=msg.control_id,
+                        )
+                    ),
+                )
             errors: list[ErrorDetail] = []
             if refusal is not None:
                 code, errors = ("CR" if enhanced else "AR"), [refusal]
@@ -379,6 +394,24 @@ class Receiver:
         acks = [o.ack for o in outcomes if o.ack and not (only_errors and o.code in ("AA", "CA"))]
         text = build_batch_ack(split, acks, control_id=new_ack_id(), now=utcnow())
         return encode_ack(text)
+
+
+def _same_message(stored: bytes, msg: Message) -> bool:
+    """A resend is the same message, but for its MSH-7 (some senders stamp each try);
+    anything else under a used MSH-10 is a different message, never silently dropped."""
+
+    def content(m: Message) -> list:
+        return [
+            tuple(seg.field(n) for n in range(1, len(seg) + 1) if n != 7)
+            if seg.name == "MSH"
+            else seg.to_er7()
+            for seg in m.segments
+        ]
+
+    try:
+        return content(parse(stored)) == content(msg)
+    except Hl7Error:
+        return False
 
 
 def _app_ack_wanted(wanted: str, code: str) -> bool:

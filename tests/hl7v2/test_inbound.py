@@ -115,6 +115,18 @@ def test_a_repeat_gets_the_first_ack_and_is_not_applied_again(db_session, place,
     row = stored(db_session, "MSG1")
     assert row.duplicates == 1
     assert db_session.scalar(select(func.count()).select_from(Visit)) == 1
+    stamped = a04(site.room).replace(b"20260301083015+0700", b"20260301083999+0700")
+    assert receiver.handle(stamped) == first  # a resend stamped anew is still a resend
+    other = another(site.room, "MSG1")  # a different message under a used MSH-10
+    refused = parse_ack(receiver.handle(other))
+    assert (refused.code, refused.errors[0].code, refused.errors[0].location) == (
+        "AR",
+        205,
+        "MSH^1^10",
+    )
+    kept = db_session.scalars(select(Hl7Inbound).where(Hl7Inbound.raw == other)).all()
+    assert [r.status for r in kept] == [InboundStatus.REJECTED]
+    assert db_session.scalar(select(func.count()).select_from(Visit)) == 1
 
 
 def test_an_invalid_cccd_gives_ae_naming_pid_3_and_changes_nothing(db_session, place, receiver):
@@ -177,7 +189,7 @@ def test_no_application_ack_to_a_peer_without_an_address(db_session, place, rece
     assert parse_ack(receiver.handle(raw)).code == "CA"
     receiver.apply_pending()
     row = stored(db_session, "MSG1")
-    assert row.status is InboundStatus.APPLIED and "no host" in row.error
+    assert row.status is InboundStatus.APPLIED and row.error  # says why none was sent
     assert db_session.scalar(select(func.count()).select_from(Hl7Outbound)) == 0
 
 
