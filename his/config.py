@@ -100,6 +100,8 @@ class Settings:
     mllp_host: str = "127.0.0.1"
     mllp_max_frame: int = 10 * 1024 * 1024
     mllp_idle_timeout: float = 300.0
+    mllp_max_connections: int = 100
+    mllp_frame_timeout: float = 60.0
     hl7_application: str = "HIS"
     hl7_unknown_senders: str = "reject"  # reject (AR) | store (kept, never applied)
     hl7_retry_max_seconds: float = 30.0
@@ -226,6 +228,20 @@ class Settings:
             1,
             86400,
         )
+        mllp_connections = _int(
+            "HIS_MLLP_MAX_CONNECTIONS",
+            env.get("HIS_MLLP_MAX_CONNECTIONS", "100"),
+            problems,
+            1,
+            10000,
+        )
+        mllp_frame_timeout = _int(
+            "HIS_MLLP_FRAME_TIMEOUT_SECONDS",
+            env.get("HIS_MLLP_FRAME_TIMEOUT_SECONDS", "60"),
+            problems,
+            1,
+            3600,
+        )
         unknown_senders = env.get("HIS_HL7_UNKNOWN_SENDERS", "reject").strip().lower()
         if unknown_senders not in ("reject", "store"):
             problems["HIS_HL7_UNKNOWN_SENDERS"] = (
@@ -284,6 +300,8 @@ class Settings:
             mllp_host=env.get("HIS_MLLP_HOST", env.get("HIS_HOST", "127.0.0.1")),
             mllp_max_frame=mllp_max_frame,
             mllp_idle_timeout=float(mllp_idle),
+            mllp_max_connections=mllp_connections,
+            mllp_frame_timeout=float(mllp_frame_timeout),
             hl7_application=env.get("HIS_HL7_APPLICATION", "HIS").strip() or "HIS",
             hl7_unknown_senders=unknown_senders,
             hl7_retry_max_seconds=float(retry_max),

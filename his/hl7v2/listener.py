@@ -102,6 +102,8 @@ class Listener:
         on_frame_too_large: TooLargeReply | None = None,
         on_event: EventCallback | None = None,
         read_size: int = READ_SIZE,
+        max_connections: int = 100,
+        frame_timeout: float = 60.0,
     ):
         self.handler = handler
         self.host = host
@@ -112,6 +114,11 @@ class Listener:
         self.on_frame_too_large = on_frame_too_large
         self.on_event = on_event
         self.read_size = read_size
+        # Bounds on what slow or hostile senders can hold: connections at once, and how
+        # long one frame may take to arrive once begun (a byte every few minutes would
+        # otherwise keep a connection and its buffer forever).
+        self.max_connections = max_connections
+        self.frame_timeout = frame_timeout
         self._server: asyncio.Server | None = None
         self._tasks: dict[asyncio.Task[None], Connection] = {}
         self._ids = itertools.count(1)
@@ -179,6 +186,12 @@ class Listener:
             writer.close()
             return
         peer = writer.get_extra_info("peername") or ("?", 0)
+        if len(self._tasks) >= self.max_connections:
+            log.warning(
+                "mllp.connection_refused", peer=f"{peer[0]}:{peer[1]}", limit=self.max_connections
+            )
+            writer.close()
+            return
         conn = Connection(
             id=next(self._ids),
             peer_host=str(peer[0]),
@@ -219,11 +232,25 @@ class Listener:
     ) -> str:
         """Run one connection; return why it ended."""
         deframer = Deframer(self.max_frame)
+        loop = asyncio.get_running_loop()
+        frame_began: float | None = None
         while not self._closing:
+            wait = self.idle_timeout
+            if frame_began is not None:
+                wait = min(wait, max(0.0, frame_began + self.frame_timeout - loop.time()))
             try:
-                async with asyncio.timeout(self.idle_timeout):
+                async with asyncio.timeout(wait):
                     data = await reader.read(self.read_size)
             except TimeoutError:
+                if frame_began is not None and wait < self.idle_timeout:
+                    log.warning(
+                        "mllp.frame_timeout",
+                        conn_id=conn.id,
+                        seconds=self.frame_timeout,
+                        pending_bytes=deframer.pending_bytes,
+                    )
+                    self._emit("frame_timeout", conn)
+                    return "frame_timeout"
                 log.info(
                     "mllp.idle_timeout",
                     conn_id=conn.id,
@@ -248,6 +275,10 @@ class Listener:
             except FrameTooLarge as exc:
                 frames, too_large = exc.frames, exc
             self._note_discarded(conn, deframer)
+            if not deframer.in_frame:
+                frame_began = None
+            elif frame_began is None or frames:
+                frame_began = loop.time()  # a new frame began in this read
             for payload in frames:
                 if not await self._handle(conn, payload, writer):
                     return "handler_error"
@@ -322,28 +353,10 @@ class Listener:
             log.exception("mllp.too_large_reply_failed", conn_id=conn.id)
 
 
-async def serve(
-    handler: Handler,
-    host: str,
-    port: int,
-    *,
-    max_frame: int = DEFAULT_MAX_FRAME,
-    idle_timeout: float = 300.0,
-    on_handler_error: HandlerErrorReply | None = None,
-    on_frame_too_large: TooLargeReply | None = None,
-    on_event: EventCallback | None = None,
-) -> Listener:
-    """Start a listener and return it (already accepting); ``await listener.close()``."""
-    listener = Listener(
-        handler,
-        host,
-        port,
-        max_frame=max_frame,
-        idle_timeout=idle_timeout,
-        on_handler_error=on_handler_error,
-        on_frame_too_large=on_frame_too_large,
-        on_event=on_event,
-    )
+async def serve(handler: Handler, host: str, port: int, **options: Any) -> Listener:
+    """Start a listener and return it (already accepting); ``await listener.close()``.
+    ``options`` are :class:`Listener`'s keyword options."""
+    listener = Listener(handler, host, port, **options)
     await listener.start()
     return listener
 

@@ -74,6 +74,8 @@ class Hl7Server:
             port,
             max_frame=self.settings.mllp_max_frame,
             idle_timeout=self.settings.mllp_idle_timeout,
+            max_connections=self.settings.mllp_max_connections,
+            frame_timeout=self.settings.mllp_frame_timeout,
             on_handler_error=self.on_handler_error,
         )
         self._applier = asyncio.create_task(self._apply_loop())

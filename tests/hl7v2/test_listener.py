@@ -238,6 +238,42 @@ def test_idle_timeout_closes_an_idle_connection():
         assert events.wait("connection_closed")[0]["reason"] == "idle_timeout"
 
 
+def test_a_frame_that_never_ends_is_cut_off():
+    """A byte now and then keeps the idle timer at bay, but a begun frame must arrive
+    within the frame timeout: a sender cannot hold a connection and its buffer forever."""
+    events = Events()
+    with running_listener(echo, idle_timeout=5, frame_timeout=0.4, on_event=events) as listener:
+        with RawSender(listener.port) as peer:
+            peer.write(b"\x0bMSH|slow")
+            for _ in range(10):
+                time.sleep(0.1)
+                try:
+                    peer.write(b"x")
+                except OSError:
+                    break
+            assert peer.wait_closed(timeout=2.0)
+        assert events.wait("connection_closed")[0]["reason"] == "frame_timeout"
+        with RawSender(listener.port) as peer:  # and it serves the next one
+            peer.send_frame(b"MSH|next")
+            assert peer.read_frame() == b"ACK:MSH|next"
+
+
+def test_connections_beyond_the_limit_are_closed_at_once():
+    with running_listener(echo, max_connections=2) as listener:
+        with RawSender(listener.port) as one, RawSender(listener.port) as two:
+            one.send_frame(b"MSH|1")
+            two.send_frame(b"MSH|2")
+            assert one.read_frame() == b"ACK:MSH|1" and two.read_frame() == b"ACK:MSH|2"
+            with RawSender(listener.port) as three:
+                assert three.wait_closed(timeout=2.0)
+        deadline = time.monotonic() + 2
+        while listener.connections and time.monotonic() < deadline:
+            time.sleep(0.01)  # the listener notices the closes
+        with RawSender(listener.port) as four:  # a place is free again
+            four.send_frame(b"MSH|4")
+            assert four.read_frame() == b"ACK:MSH|4"
+
+
 def test_eight_concurrent_connections_each_get_their_own_replies_in_order():
     async def handler(payload: bytes, conn: Connection) -> bytes:
         await asyncio.sleep(0)  # let the connections interleave
