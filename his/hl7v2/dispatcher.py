@@ -489,19 +489,7 @@ def resend(session: Session, outbound_id: int, principal: Principal) -> Hl7Outbo
     row.status = OutboundStatus.PENDING
     row.attempts = 0
     row.next_attempt_at = utcnow()
-    row.claimed_by = None
-    row.claimed_until = None
-    audit.record(
-        session,
-        principal,
-        AuditAction.UPDATE,
-        entity_type="Hl7Outbound",
-        entity_id=row.id,
-        patient_id=row.patient_id,
-        detail="resend",
-    )
-    session.flush()
-    return row
+    return _unclaimed_and_audited(session, principal, row, "resend")
 
 
 def discard(session: Session, outbound_id: int, principal: Principal) -> Hl7Outbound:
@@ -518,6 +506,12 @@ def discard(session: Session, outbound_id: int, principal: Principal) -> Hl7Outb
     ):
         raise Conflict(str(_l("The message is being sent right now; try again in a minute.")))
     row.status = OutboundStatus.DISCARDED
+    return _unclaimed_and_audited(session, principal, row, "discard")
+
+
+def _unclaimed_and_audited(
+    session: Session, principal: Principal, row: Hl7Outbound, detail: str
+) -> Hl7Outbound:
     row.claimed_by = None
     row.claimed_until = None
     audit.record(
@@ -527,7 +521,7 @@ def discard(session: Session, outbound_id: int, principal: Principal) -> Hl7Outb
         entity_type="Hl7Outbound",
         entity_id=row.id,
         patient_id=row.patient_id,
-        detail="discard",
+        detail=detail,
     )
     session.flush()
     return row
