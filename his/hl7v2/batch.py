@@ -313,3 +313,36 @@ def split_stream(data: bytes) -> list[bytes]:
         elif messages:
             messages[-1].append(line)
     return [b"".join(m) for m in messages]
+
+
+def headers_only(data: bytes) -> Batch | None:
+    """The FHS/BHS headers of a batch that :func:`split` refused (wrong counts, bad
+    structure), read without any check, so the refusal can still be a batch ACK addressed
+    to its sender; None when not even a header can be read."""
+    fhs = bhs = None
+    delimiters = None
+    try:
+        for line in _lines(strip_preamble(data)):
+            stripped = line.lstrip()
+            if stripped.startswith(b"FHS") and fhs is None and bhs is None:
+                fhs, delimiters = _header_segment(stripped, "FHS")
+            elif stripped.startswith(b"BHS"):
+                bhs, found = _header_segment(stripped, "BHS")
+                delimiters = delimiters or found
+                break
+            elif stripped.startswith(b"MSH"):
+                break
+    except Hl7Error:
+        return None
+    if delimiters is None:
+        return None
+    return Batch(
+        raw=data,
+        delimiters=delimiters,
+        file_header=fhs,
+        groups=[BatchGroup(header=bhs)] if bhs is not None else [],
+        messages=[],
+        declared_count=None,
+        declared_batch_count=None,
+        has_file_trailer=False,
+    )

@@ -381,7 +381,14 @@ class Receiver:
         except Hl7Error as exc:
             # The whole batch is refused and kept as received; nothing in it is applied.
             outcome = self._receive(frame, None, exc, remote, None, time.monotonic())
-            return encode_ack(outcome.ack)
+            head = batch.headers_only(frame)
+            if head is None or outcome.row_id is None:
+                return encode_ack(outcome.ack)
+            # Answered as a batch, to the sender its header names; the row keeps what left.
+            text = build_batch_ack(head, [outcome.ack], control_id=new_ack_id(), now=utcnow())
+            with self.database.session() as session:
+                session.get(Hl7Inbound, outcome.row_id).ack = text
+            return encode_ack(text)
         outcomes = [self.receive(m, remote, split.batch_control_id or None) for m in split.messages]
         with self.database.session(write=False) as session:
             peer = session.scalar(

@@ -307,7 +307,9 @@ def test_a_batch_gets_one_ack_per_message(db_session, place, receiver):
     assert stored(db_session, "B2").batch_control_id == "BATCH7"
     wrong = raw.replace(b"BTS|2", b"BTS|5").replace(b"|B1|", b"|B3|").replace(b"|B2|", b"|B4|")
     refused = receiver.handle(wrong).decode()
-    assert "MSA|AR" in refused and "BTS" in refused
+    assert "MSA|AR" in refused and "BTS|1" in refused
+    # A batch answer, addressed to the sender its BHS names, acknowledging that batch.
+    assert refused.startswith("BHS|^~\\&|HIS|HIS|LIS|BV|") and "|BATCH7\r" in refused
     assert stored(db_session, "B3") is None
 
 
