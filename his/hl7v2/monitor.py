@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, or_, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from his.errors import NotFound
 from his.localtime import VN_TZ
-from his.models import AuditAction, Patient, Role
+from his.models import AuditAction, IdentifierType, Patient, PatientIdentifier, Role
 from his.models.hl7 import (
     Hl7Inbound,
     Hl7Outbound,
@@ -110,11 +110,24 @@ def _model(direction: Direction) -> type[Hl7Inbound] | type[Hl7Outbound]:
 
 
 def find_patient_id(session: Session, term: str) -> int | None:
-    """Our patient id from an MRN (``BN00000012``) or the id itself (``12``)."""
+    """Our patient id from an MRN (``BN00000012``), a CCCD (12 digits), a BHYT card or
+    social-insurance number, or the id itself (``12``)."""
     term = term.strip()
     if not term:
         return None
     found = session.scalar(select(Patient.id).where(Patient.mrn == term.upper()))
+    for kind, value in (
+        (IdentifierType.CCCD, term if len(term) == 12 and term.isdigit() else None),
+        (IdentifierType.BHYT, term[-10:] if len(term) in (10, 15) else None),
+    ):
+        if found is None and value:
+            found = session.scalar(
+                select(PatientIdentifier.patient_id).where(
+                    PatientIdentifier.type == kind,
+                    PatientIdentifier.system == "",
+                    PatientIdentifier.value == value,
+                )
+            )
     if found is None and term.isdigit() and len(term) < 19:
         found = session.scalar(select(Patient.id).where(Patient.id == int(term)))
     return found
@@ -138,8 +151,14 @@ def _conditions(model, flt: MessageFilter, patient_id: int | None) -> list:
                 model.message_type.startswith(kind + "^", autoescape=True),
             )
         )
-    if flt.patient.strip():
-        where.append(model.patient_id == patient_id)
+    term = flt.patient.strip()
+    if term:
+        named = model.patient_id == patient_id if patient_id is not None else false()
+        if model is Hl7Inbound:
+            # Messages never applied (refused, in error) name the patient only in PID-3:
+            # the first identifier there is kept as the message's patient key.
+            named = or_(named, model.patient_key.endswith(":" + term, autoescape=True))
+        where.append(named)
     moment = model.received_at if model is Hl7Inbound else model.created_at
     if flt.date_from:
         where.append(moment >= _day_start(flt.date_from))
@@ -172,7 +191,7 @@ def list_messages(
             entity_type=model.__name__,
             patient_id=patient_id,
         )
-        if patient_id is None:
+        if patient_id is None and model is not Hl7Inbound:
             return MessagePage(flt.direction, [], {}, None, None, patient_found=False)
     where = _conditions(model, flt, patient_id)
     # The message bodies stay in the database until a message is opened.
@@ -206,7 +225,11 @@ def list_messages(
         if ids
         else {}
     )
-    return MessagePage(flt.direction, rows, mrns, newer, older)
+    # A term that names no patient of ours and no message's PID-3: say so.
+    found = patient_id is not None or bool(rows) or before is not None or after is not None
+    return MessagePage(
+        flt.direction, rows, mrns, newer, older, patient_found=found or not flt.patient.strip()
+    )
 
 
 # --- one message --------------------------------------------------------------------------------

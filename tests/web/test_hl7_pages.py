@@ -156,6 +156,13 @@ def test_inbound_list_newest_first_with_filters(client, db_session):
     assert _ids(_get(client, PAGE + f"?patient={patient.id}")) == [applied.id]
     nobody = _get(client, PAGE + "?patient=BN99999999")
     assert _ids(nobody) == [] and 'data-testid="no-patient"' in nobody
+    # A message never applied names its patient only in PID-3: found by that identifier.
+    unapplied = _inbound(
+        lab, status=InboundStatus.ERROR, patient_key="NNVNM:001219012345", error_code=102
+    )
+    assert _ids(_get(client, PAGE + "?patient=001219012345")) == [unapplied.id]
+    db_session.delete(unapplied)
+    db_session.flush()
     assert _ids(_get(client, PAGE + "?from=2025-01-01&to=2025-01-01")) == [old.id]
     assert old.id not in _ids(_get(client, PAGE + "?from=2025-01-02"))
     # A status of the other direction is not an error, just no filter.
@@ -166,7 +173,7 @@ def test_inbound_list_newest_first_with_filters(client, db_session):
             AuditEvent.action == "search", AuditEvent.entity_type == "Hl7Inbound"
         )
     ).all()
-    assert [a.patient_id for a in search] == [patient.id, patient.id, None]
+    assert [a.patient_id for a in search] == [patient.id, patient.id, None, None]
 
 
 def test_outbound_list_and_status_filter(client, db_session):
