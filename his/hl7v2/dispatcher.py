@@ -195,12 +195,20 @@ class Dispatcher:
     def claim(self, now: dt.datetime, limit: int) -> list[_Claimed]:
         until = now + dt.timedelta(seconds=self.lease)
         with self.database.session(write=True) as session:
-            rows = session.scalars(
-                due_rows(now)
-                .options(selectinload(Hl7Outbound.peer))
-                .limit(limit)
-                .with_for_update(skip_locked=True, of=Hl7Outbound)
-            ).all()
+            # Up to ``limit`` rows per peer: one peer's backlog never fills a round and
+            # leaves the other peers' messages unclaimed behind it.
+            peers = session.scalars(due_rows(now).with_only_columns(Hl7Outbound.peer_id).distinct())
+            rows = [
+                row
+                for peer_id in list(peers)
+                for row in session.scalars(
+                    due_rows(now)
+                    .where(Hl7Outbound.peer_id == peer_id)
+                    .options(selectinload(Hl7Outbound.peer))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True, of=Hl7Outbound)
+                ).all()
+            ]
             claimed = []
             for row in rows:
                 row.claimed_by = self.worker_id

@@ -92,13 +92,20 @@ class Receiver:
             msg, error = None, exc
         if self._waiting:
             # Messages accepted earlier (enhanced mode, or left by a stop) are applied first.
-            self.apply_pending()
+            try:
+                self.apply_pending()
+            except Exception:  # the database may be away: this message's answer says so
+                log.exception("hl7.apply_pending_failed")
+        return self._guarded(raw, msg, error, remote, batch_control_id, started)
+
+    def _guarded(self, raw, msg, error, remote, batch_control_id, started) -> Outcome:
+        """``_receive``, and whatever it could not do still answered (and kept if it can be)."""
         for _attempt in range(2):
             try:
                 return self._receive(raw, msg, error, remote, batch_control_id, started)
             except IntegrityError:
                 continue  # stored by another listener in between: the next try sees a repeat
-            except Exception:
+            except Exception:  # answered below
                 log.exception("hl7.receive_failed")
                 break
         return self._keep_failed(raw, msg, remote, batch_control_id, started)
@@ -297,13 +304,9 @@ class Receiver:
         for row_id in ids:
             try:
                 self._apply_stored(row_id)
-            except Exception:
+            except Exception:  # one bad message must not stop the others
                 log.exception("hl7.apply_failed", inbound_id=row_id)
-                with self.database.session() as session:
-                    row = session.get(Hl7Inbound, row_id)
-                    row.status = InboundStatus.ERROR
-                    row.error_code = 207
-                    row.error = str(_l("Internal error while applying the message."))
+                self._mark_failed(row_id)
         return len(ids)
 
     def _apply_stored(self, row_id: int) -> None:
@@ -325,6 +328,23 @@ class Receiver:
                 # The sender never got an answer; a resend is answered from this row.
                 row.ack_code, row.ack = code, self._ack(msg, code, errors)
             _note_error(row, errors)
+
+    def _mark_failed(self, row_id: int) -> None:
+        """A stored message that could not be applied: an error, with the AE its sender
+        gets (now as the application ACK, or when it sends the message again)."""
+        problem = ErrorDetail(207, "", str(_l("Internal error while applying the message.")))
+        with self.database.session() as session:
+            row = session.get(Hl7Inbound, row_id)
+            row.status = InboundStatus.ERROR
+            _note_error(row, [problem])
+            try:
+                msg = parse(row.raw)
+            except Hl7Error:
+                msg = None
+            if row.enhanced and msg is not None and _app_ack_wanted(row.app_ack_type, "AE"):
+                self._send_application_ack(session, row, msg, "AE", [problem])
+            elif not row.enhanced:
+                row.ack_code, row.ack = "AE", self._ack(msg, "AE", [problem], row.raw)
 
     def _send_application_ack(self, session, row, msg, code, errors) -> None:
         """Through the outbox to the peer's address; it asks for a commit ACK (MSH-15 AL),
@@ -380,24 +400,33 @@ class Receiver:
             split = batch.split(frame)
         except Hl7Error as exc:
             # The whole batch is refused and kept as received; nothing in it is applied.
-            outcome = self._receive(frame, None, exc, remote, None, time.monotonic())
+            outcome = self._guarded(frame, None, exc, remote, None, time.monotonic())
             head = batch.headers_only(frame)
             if head is None or outcome.row_id is None:
                 return encode_ack(outcome.ack)
             # Answered as a batch, to the sender its header names; the row keeps what left.
             text = build_batch_ack(head, [outcome.ack], control_id=new_ack_id(), now=utcnow())
-            with self.database.session() as session:
-                session.get(Hl7Inbound, outcome.row_id).ack = text
+            try:
+                with self.database.session() as session:
+                    session.get(Hl7Inbound, outcome.row_id).ack = text
+            except Exception:  # the refusal is kept; only its wrapping is not
+                log.exception("hl7.batch_ack_not_recorded")
+                return encode_ack(outcome.ack)
             return encode_ack(text)
         outcomes = [self.receive(m, remote, split.batch_control_id or None) for m in split.messages]
-        with self.database.session(write=False) as session:
-            peer = session.scalar(
-                select(Hl7Peer).where(
-                    Hl7Peer.sending_application == split.sending_application,
-                    Hl7Peer.sending_facility == split.sending_facility,
+        try:
+            with self.database.session(write=False) as session:
+                peer = session.scalar(
+                    select(Hl7Peer).where(
+                        Hl7Peer.sending_application == split.sending_application,
+                        Hl7Peer.sending_facility == split.sending_facility,
+                        Hl7Peer.active.is_(True),
+                    )
                 )
-            )
-            only_errors = peer is not None and peer.batch_ack.value == "batch"
+                only_errors = peer is not None and peer.batch_ack.value == "batch"
+        except Exception:  # every message is answered then, one ACK each
+            log.exception("hl7.batch_peer_lookup_failed")
+            only_errors = False
         acks = [o.ack for o in outcomes if o.ack and not (only_errors and o.code in ("AA", "CA"))]
         text = build_batch_ack(split, acks, control_id=new_ack_id(), now=utcnow())
         return encode_ack(text)

@@ -6,7 +6,8 @@ messages carry patients' names and identifiers, so opening one is audited as a r
 that patient's record, and a list filtered by patient as a search.
 
 Lists page by keyset on the primary key (newest first): ``id`` grows with arrival, so the
-order is the arrival order, every page is an index range scan however deep it is, and a
+order is the arrival order, every page is an index range scan however deep it is (but for
+the suffix match of a patient filter on messages never applied), and a
 message arriving while someone pages does not shift the pages. The filter columns are
 indexed (peer, patient, status); the message type and date filters narrow a range that the
 key already bounds.
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from his.errors import NotFound
@@ -116,8 +117,9 @@ def find_patient_id(session: Session, term: str) -> int | None:
     if not term:
         return None
     found = session.scalar(select(Patient.id).where(Patient.mrn == term.upper()))
+    digits = term.isascii() and term.isdigit()  # "²" is a digit to Python, not to int()
     for kind, value in (
-        (IdentifierType.CCCD, term if len(term) == 12 and term.isdigit() else None),
+        (IdentifierType.CCCD, term if len(term) == 12 and digits else None),
         (IdentifierType.BHYT, term[-10:] if len(term) in (10, 15) else None),
     ):
         if found is None and value:
@@ -128,7 +130,7 @@ def find_patient_id(session: Session, term: str) -> int | None:
                     PatientIdentifier.value == value,
                 )
             )
-    if found is None and term.isdigit() and len(term) < 19:
+    if found is None and digits and len(term) < 19:
         found = session.scalar(select(Patient.id).where(Patient.id == int(term)))
     return found
 
@@ -157,7 +159,12 @@ def _conditions(model, flt: MessageFilter, patient_id: int | None) -> list:
         if model is Hl7Inbound:
             # Messages never applied (refused, in error) name the patient only in PID-3:
             # the first identifier there is kept as the message's patient key.
-            named = or_(named, model.patient_key.endswith(":" + term, autoescape=True))
+            # Only those: an applied message is found by the patient it was applied to.
+            unapplied = and_(
+                model.patient_id.is_(None),
+                model.patient_key.endswith(":" + term, autoescape=True),
+            )
+            named = or_(named, unapplied)
         where.append(named)
     moment = model.received_at if model is Hl7Inbound else model.created_at
     if flt.date_from:

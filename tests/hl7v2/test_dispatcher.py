@@ -270,3 +270,16 @@ def test_a_slow_peer_does_not_hold_another_peers_messages(backend, fresh_databas
     finally:
         database.engine.dispose()
         databases.close()
+
+
+def test_one_peers_backlog_does_not_fill_a_round(db_session, database):
+    """Rows are claimed per peer: a backlog of one peer leaves room for the others."""
+    facility = FacilityFactory()
+    busy = add_peer(db_session, facility, name="BUSY")
+    quiet = add_peer(db_session, facility, name="QUIET")
+    _queue(db_session, busy, [f"p{n}" for n in range(6)])
+    (waiting,) = _queue(db_session, quiet, ["p9"])
+    with dispatcher.Dispatcher(database, SETTINGS, worker_id="w") as d:
+        claimed = d.claim(T0, limit=2)
+    assert {c.peer_id for c in claimed} == {busy.id, quiet.id}
+    assert waiting.id in {c.id for c in claimed} and len(claimed) == 3

@@ -11,6 +11,7 @@ from his.hl7v2 import outbox
 from his.hl7v2.ack import parse_ack
 from his.hl7v2.inbound import Receiver
 from his.models import (
+    FhirResource,
     Hl7Inbound,
     Hl7Outbound,
     Hl7Peer,
@@ -414,3 +415,75 @@ OBX|1|NM|2345-7^Glucose^LN||6.1|mmol/L|3.9-6.4|N|||F""",
     unknown = unknown.replace(b"XN88", b"XN89")
     refused = parse_ack(receiver.handle(unknown))
     assert (refused.code, refused.errors[0].location) == ("AE", "OBR^1^4")
+
+
+def test_an_ae_leaves_no_patient_no_fhir_resource_and_no_outbound_message(
+    db_session, place, receiver
+):
+    site, _ = place
+    other = Hl7Peer(
+        name="pacs",
+        facility_id=site.facility.id,
+        sending_application="PACS",
+        sending_facility="BV",
+        events="ADT",
+        host="127.0.0.1",
+        port=2,
+        version="2.5.1",
+    )
+    db_session.add(other)
+    db_session.flush()
+    resources = db_session.scalar(select(func.count()).select_from(FhirResource))
+    bad_room = a04(site.room).replace(f"{site.room.code}^^BV".encode(), b"NOSUCHROOM^^BV")
+    assert parse_ack(receiver.handle(bad_room)).code == "AE"
+    db_session.expire_all()
+    assert db_session.scalar(select(func.count()).select_from(Patient)) == 0
+    assert db_session.scalar(select(func.count()).select_from(FhirResource)) == resources
+    assert db_session.scalar(select(func.count()).select_from(Hl7Outbound)) == 0
+    assert parse_ack(receiver.handle(a04(site.room, control="MSG2"))).code == "AA"
+    assert db_session.scalar(select(func.count()).select_from(FhirResource)) > resources
+
+
+def test_with_the_database_away_the_answer_is_ae_or_ce_never_a_crash(app):
+    from his.config import Settings
+
+    away = Receiver(
+        Database.from_url("postgresql+psycopg://postgres@127.0.0.1:1/none"),
+        Settings.from_env({"HIS_ENV": "test"}),
+    )
+    raw = message("PID|1||1^^^X^PI||Lê^An||19800101|M", control="Z1")
+    enhanced = raw.replace(b"|P|2.5|||||VNM|", b"|P|2.5|||AL|AL|VNM|", 1)
+    batch_raw = b"BHS|^~\\&|LIS|BV|HIS|HIS|20260301||||B9\r" + raw + b"BTS|5\r"
+    with app.app_context():
+        assert parse_ack(away.handle(raw)).code == "AE"
+        assert parse_ack(away.handle(enhanced)).code == "CE"
+        assert b"MSA|AR" in away.handle(batch_raw) or b"MSA|AE" in away.handle(batch_raw)
+    away.database.engine.dispose()
+
+
+def test_a_message_that_failed_to_apply_is_answered_ae_when_sent_again(
+    db_session, place, receiver, monkeypatch
+):
+    site, _ = place
+    raw = a04(site.room)
+    # Left stored and unapplied (the listener stopped in between), then failing to apply.
+    row = Hl7Inbound(
+        peer_id=place[1].id,
+        sending_application="LIS",
+        sending_facility="BV",
+        control_id="MSG1",
+        message_type="ADT^A04",
+        version="2.5",
+        raw=raw,
+        status=InboundStatus.RECEIVED,
+    )
+    db_session.add(row)
+    db_session.flush()
+
+    def broken(_row_id):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(receiver, "_apply_stored", broken)
+    receiver.apply_pending()
+    assert stored(db_session, "MSG1").status is InboundStatus.ERROR
+    assert parse_ack(receiver.handle(raw)).code == "AE"

@@ -161,7 +161,18 @@ def test_inbound_list_newest_first_with_filters(client, db_session):
         lab, status=InboundStatus.ERROR, patient_key="NNVNM:001219012345", error_code=102
     )
     assert _ids(_get(client, PAGE + "?patient=001219012345")) == [unapplied.id]
-    db_session.delete(unapplied)
+    # An applied message of another patient whose sender numbers them like our patient's
+    # id is not theirs: only unapplied messages are found by PID-3.
+    stranger = _inbound(
+        lab,
+        status=InboundStatus.APPLIED,
+        patient_id=PatientFactory().id,
+        patient_key=f"PI:{patient.id}",
+    )
+    assert _ids(_get(client, PAGE + f"?patient={patient.id}")) == [applied.id]
+    assert _ids(_get(client, PAGE + "?patient=²")) == []  # a digit to Python, not to int()
+    for row in (unapplied, stranger):
+        db_session.delete(row)
     db_session.flush()
     assert _ids(_get(client, PAGE + "?from=2025-01-01&to=2025-01-01")) == [old.id]
     assert old.id not in _ids(_get(client, PAGE + "?from=2025-01-02"))
@@ -173,7 +184,7 @@ def test_inbound_list_newest_first_with_filters(client, db_session):
             AuditEvent.action == "search", AuditEvent.entity_type == "Hl7Inbound"
         )
     ).all()
-    assert [a.patient_id for a in search] == [patient.id, patient.id, None, None]
+    assert [a.patient_id for a in search] == [patient.id, patient.id, None, None, patient.id, None]
 
 
 def test_outbound_list_and_status_filter(client, db_session):
