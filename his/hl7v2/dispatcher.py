@@ -197,7 +197,9 @@ class Dispatcher:
         with self.database.session(write=True) as session:
             # Up to ``limit`` rows per peer: one peer's backlog never fills a round and
             # leaves the other peers' messages unclaimed behind it.
-            peers = session.scalars(due_rows(now).with_only_columns(Hl7Outbound.peer_id).distinct())
+            peers = session.scalars(
+                due_rows(now).with_only_columns(Hl7Outbound.peer_id).order_by(None).distinct()
+            )
             rows = [
                 row
                 for peer_id in list(peers)
