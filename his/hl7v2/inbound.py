@@ -47,6 +47,7 @@ HANDLERS[("ORU", "R01")] = apply_oru.results
 # Billing goes to the social-insurance gateway as claim files, never over HL7 v2.
 BILLING_TYPES = {"BAR", "DFT"}
 PROCESSING_IDS = {"P", "D", "T"}
+PENDING_ROUND = 500  # stored messages applied per round of the applier
 
 
 def new_ack_id() -> str:
@@ -93,7 +94,9 @@ class Receiver:
         if self._waiting:
             # Messages accepted earlier (enhanced mode, or left by a stop) are applied first.
             try:
-                self.apply_pending()
+                # All of them, however many: this message must not overtake any.
+                while self.apply_pending() == PENDING_ROUND:
+                    pass
             except Exception:  # the database may be away: this message's answer says so
                 log.exception("hl7.apply_pending_failed")
         return self._guarded(raw, msg, error, remote, batch_control_id, started)
@@ -291,7 +294,7 @@ class Receiver:
     def _ack(self, msg: Message | None, code: str, errors, raw: bytes | None = None) -> str:
         return build_ack(msg, code, control_id=new_ack_id(), now=utcnow(), errors=errors, raw=raw)
 
-    def apply_pending(self, *, before_id: int | None = None, limit: int = 500) -> int:
+    def apply_pending(self, *, before_id: int | None = None, limit: int = PENDING_ROUND) -> int:
         """Applies stored messages still waiting (enhanced mode, or left by a stop), in
         arrival order; sends each application ACK that MSH-16 asks for. Returns how many."""
         with self.database.session(write=False) as session:

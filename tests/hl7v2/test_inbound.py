@@ -3,11 +3,13 @@ from the store, refusals with the right code and location. Runs on both database
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from sqlalchemy import func, select
 
 from his.db import Database
-from his.hl7v2 import outbox
+from his.hl7v2 import inbound, outbox
 from his.hl7v2.ack import parse_ack
 from his.hl7v2.inbound import Receiver
 from his.models import (
@@ -487,3 +489,33 @@ def test_a_message_that_failed_to_apply_is_answered_ae_when_sent_again(
     receiver.apply_pending()
     assert stored(db_session, "MSG1").status is InboundStatus.ERROR
     assert parse_ack(receiver.handle(raw)).code == "AE"
+
+
+def test_every_waiting_message_is_applied_before_a_new_one(
+    db_session, place, receiver, monkeypatch
+):
+    """However many stored messages wait (a long stop of the applier), a new message is
+    applied after all of them, never before some."""
+    site, peer = place
+    for n in range(3):
+        raw = a04(site.room, control=f"E{n}", cccd=f"00121900{n:04d}", name=f"Lê^{'ABC'[n]}n")
+        raw = raw.replace(b"LIS-77", f"LIS-{n}".encode())
+        db_session.add(
+            Hl7Inbound(
+                peer_id=peer.id,
+                sending_application="LIS",
+                sending_facility="BV",
+                control_id=f"E{n}",
+                message_type="ADT^A04",
+                version="2.5",
+                raw=raw,
+                enhanced=True,
+                status=InboundStatus.RECEIVED,
+            )
+        )
+    db_session.flush()
+    monkeypatch.setattr(inbound, "PENDING_ROUND", 2)
+    monkeypatch.setattr(receiver, "apply_pending", partial(receiver.apply_pending, limit=2))
+    assert parse_ack(receiver.handle(another(site.room, "NEW"))).code == "AA"
+    statuses = [stored(db_session, f"E{n}").status for n in range(3)]
+    assert statuses == [InboundStatus.APPLIED] * 3
