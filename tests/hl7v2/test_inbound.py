@@ -30,6 +30,7 @@ from his.services import encounters
 from his.services.access import Principal
 from tests.encounters_data import clinic, examined, today
 from tests.factories import RoomFactory
+from tests.hl7v2.outbound_data import add_peer
 
 CCCD = "001219012345"  # male, born 2019, Hà Nội
 ADDRESS = "Thôn Đông^^^01^^VNM^H"
@@ -319,18 +320,7 @@ def test_a_batch_gets_one_ack_per_message(db_session, place, receiver):
 def test_the_origin_peer_gets_no_echo(db_session, place, receiver):
     site, peer = place
     peer.events, peer.host, peer.port = "ADT", "127.0.0.1", 1
-    other = Hl7Peer(
-        name="pacs",
-        facility_id=site.facility.id,
-        sending_application="PACS",
-        sending_facility="BV",
-        events="ADT",
-        host="127.0.0.1",
-        port=2,
-        version="2.5.1",
-    )
-    db_session.add(other)
-    db_session.flush()
+    other = add_peer(db_session, site.facility, name="PACS", events="ADT")
     receiver.handle(a04(site.room))
     sent_to = set(db_session.scalars(select(Hl7Outbound.peer_id).distinct()))
     assert sent_to == {other.id}
@@ -380,18 +370,7 @@ def test_a_result_nobody_ordered_goes_to_the_patients_visit(db_session, place, r
     site, _ = place
     encounter = examined(db_session, site)
     service = next(s for s in site.services.values() if s.kind.value == "lab")
-    other = Hl7Peer(
-        name="lis2",
-        facility_id=site.facility.id,
-        sending_application="LIS2",
-        sending_facility="BV",
-        events="OML",
-        host="127.0.0.1",
-        port=2,
-        version="2.5.1",
-    )
-    db_session.add(other)
-    db_session.flush()
+    add_peer(db_session, site.facility, name="LIS2", events="OML")
     visit_code = db_session.get(Visit, encounter.visit_id).visit_code
     oru = message(
         f"""PID|1||{encounter.patient.mrn}^^^{site.facility.code}^MR
@@ -423,18 +402,7 @@ def test_an_ae_leaves_no_patient_no_fhir_resource_and_no_outbound_message(
     db_session, place, receiver
 ):
     site, _ = place
-    other = Hl7Peer(
-        name="pacs",
-        facility_id=site.facility.id,
-        sending_application="PACS",
-        sending_facility="BV",
-        events="ADT",
-        host="127.0.0.1",
-        port=2,
-        version="2.5.1",
-    )
-    db_session.add(other)
-    db_session.flush()
+    add_peer(db_session, site.facility, name="PACS", events="ADT")
     resources = db_session.scalar(select(func.count()).select_from(FhirResource))
     bad_room = a04(site.room).replace(f"{site.room.code}^^BV".encode(), b"NOSUCHROOM^^BV")
     assert parse_ack(receiver.handle(bad_room)).code == "AE"
