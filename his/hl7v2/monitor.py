@@ -28,6 +28,7 @@ from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from his.errors import NotFound
+from his.hl7v2 import peers as peer_service
 from his.localtime import VN_TZ
 from his.models import AuditAction, IdentifierType, Patient, PatientIdentifier, Role
 from his.models.hl7 import (
@@ -460,14 +461,10 @@ class PeerCounters:
     latency_in: Latency = field(default_factory=Latency)
     latency_out: Latency = field(default_factory=Latency)
 
-    @property
-    def nak_count(self) -> int:
-        return sum(self.naks_in.values()) + sum(self.naks_out.values())
-
 
 def list_peers(session: Session, principal: Principal) -> list[Hl7Peer]:
     _require_admin(principal)
-    return list(session.scalars(select(Hl7Peer).order_by(Hl7Peer.name)))
+    return peer_service.list_peers(session)
 
 
 def peer_counters(session: Session, principal: Principal) -> list[PeerCounters]:

@@ -346,14 +346,6 @@ def build_person(h: Header, patient: Patient, event: str) -> Built:
     return _done(b, event, message_type, patient.id)
 
 
-def build_a28(h: Header, patient: Patient) -> Built:
-    return build_person(h, patient, "A28")
-
-
-def build_a31(h: Header, patient: Patient) -> Built:
-    return build_person(h, patient, "A31")
-
-
 def build_visit(h: Header, visit: Visit, event: str) -> Built:
     """A04 (registered) / A13 (finish undone): ADT_A01 with the card."""
     message_type = f"ADT^{event}^ADT_A01"
@@ -363,14 +355,6 @@ def build_visit(h: Header, visit: Visit, event: str) -> Built:
     _pv1(b, h, visit)
     _insurance(b, visit.patient.coverage)
     return _done(b, event, message_type, visit.patient_id)
-
-
-def build_a04(h: Header, visit: Visit) -> Built:
-    return build_visit(h, visit, "A04")
-
-
-def build_a13(h: Header, visit: Visit) -> Built:
-    return build_visit(h, visit, "A13")
 
 
 def build_a02(h: Header, visit: Visit, prior_room: Room | None) -> Built:

@@ -310,10 +310,6 @@ def set_active(
     return peer
 
 
-def disable_peer(session: Session, principal: Principal, name_or_id: str | int) -> Hl7Peer:
-    return set_active(session, principal, name_or_id, False)
-
-
 def list_peers(session: Session) -> list[Hl7Peer]:
     return list(
         session.scalars(

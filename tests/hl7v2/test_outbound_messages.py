@@ -81,7 +81,7 @@ def test_adt_messages_validate_and_read_back(db_session, version):
     old_room = RoomFactory(department__facility=facility, name="Phòng khám Nhi")
     h = header(version, facility.code)
 
-    built = om.build_a28(h, patient)
+    built = om.build("A28", h, patient)
     _validate(built.text, version, "A28")
     msg = parse(built.text.encode())
     assert msg.get("MSH-9-2") == "A28"
@@ -102,7 +102,7 @@ def test_adt_messages_validate_and_read_back(db_session, version):
     assert "\rZBH|1|4|91011|K2|20240301|4919123456|unverified" in built.text
     assert built.patient_id == patient.id
 
-    a04 = om.build_a04(h, visit)
+    a04 = om.build("A04", h, visit)
     _validate(a04.text, version, "A04")
     msg = parse(a04.text.encode())
     assert msg.get("PV1-19") == visit.visit_code
@@ -140,7 +140,7 @@ def test_adt_messages_validate_and_read_back(db_session, version):
 def test_newer_versions_drop_withdrawn_fields(db_session):
     facility, patient = _rows(db_session)
     h = header("2.8", facility.code)
-    built = om.build_a28(h, patient)
+    built = om.build("A28", h, patient)
     message = hl7apy_message(built.text)
     message.validate()
     assert "\rEVN||" in built.text  # EVN-1 withdrawn in 2.7
