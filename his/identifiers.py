@@ -202,6 +202,15 @@ class BhytCard:
     province_code: str | None
 
 
+def insurance_number_of(value: str) -> str | None:
+    """The social-insurance number a card number holds (how a card is keyed), or None
+    when it is no card number."""
+    try:
+        return parse_bhyt_card(value).insurance_number
+    except InvalidValue:
+        return None
+
+
 def parse_bhyt_card(value: str) -> BhytCard:
     """A BHYT card number: the 10-digit social insurance number or the 15-character code.
 

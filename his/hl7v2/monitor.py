@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, defer
 
 from his.errors import NotFound
 from his.hl7v2 import peers as peer_service
+from his.identifiers import insurance_number_of
 from his.localtime import VN_TZ
 from his.models import AuditAction, IdentifierType, Patient, PatientIdentifier, Role
 from his.models.hl7 import (
@@ -121,7 +122,7 @@ def find_patient_id(session: Session, term: str) -> int | None:
     digits = term.isascii() and term.isdigit()  # "²" is a digit to Python, not to int()
     for kind, value in (
         (IdentifierType.CCCD, term if len(term) == 12 and digits else None),
-        (IdentifierType.BHYT, term[-10:] if len(term) in (10, 15) else None),
+        (IdentifierType.BHYT, insurance_number_of(term)),
     ):
         if found is None and value:
             found = session.scalar(

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from his.hl7v2.codec import Message, Segment
+from his.identifiers import insurance_number_of
 from his.models import Facility, Hl7Peer, IdentifierType, Patient, PatientIdentifier
 
 # PID-3 identifier type (CX-5) -> our identifier kind, unless the peer's profile says
@@ -113,8 +114,9 @@ def cx_identifiers(
         kind = IdentifierType(kind_name) if kind_name else IdentifierType.EXTERNAL
         if kind is IdentifierType.MRN and not _ours(session, authority):
             kind = IdentifierType.EXTERNAL
-        if kind is IdentifierType.BHYT and len(value) == 15:
-            value = value[-10:]  # we key a card by its social-insurance number (mã số BHXH)
+        if kind is IdentifierType.BHYT:
+            # We key a card by its social-insurance number (mã số BHXH).
+            value = insurance_number_of(value) or value
         system = "" if kind is not IdentifierType.EXTERNAL else f"{sender}:{authority or type_code}"
         found.append(CxIdentifier(value, kind, system, f"{seg.name}^1^{field_no}^{n}"))
     return found
