@@ -143,6 +143,9 @@ def _wait_until_blocked(db: Database, backend: str) -> None:
             ).scalar()
             if waiting:
                 return
+            # pg_stat_activity is read once per transaction: end it, or every later poll
+            # sees the first one's picture, taken before the second dispense got there.
+            conn.rollback()
             time.sleep(0.02)
     raise AssertionError("the second dispense never waited for the first")
 
