@@ -65,6 +65,10 @@ DEFAULT_AS_OF = dt.date(2026, 1, 1)  # ages, card years and registration dates c
 HOME_PROVINCE = "91"  # An Giang (2025)
 HOME_SHARE = 0.92  # the rest live in other provinces (neighbours mostly)
 BATCH = 25_000  # patients per COPY round / SQLite transaction
+# Share of patients seen in the year before ``as_of``: a province of 1,000,000 with about
+# 3,000,000 visits a year sees most of its people at least once. Only the patient's
+# ``last_visit_at`` (what the search ranks by) is written, not the visits themselves.
+VISITED_SHARE = 0.7
 
 # The three tables loaded, their columns in load order.
 PATIENT_COLUMNS = (
@@ -73,6 +77,7 @@ PATIENT_COLUMNS = (
     "address_line", "province_code", "commune_code", "legacy_province_code",
     "legacy_district_code", "legacy_commune_code", "guardian_name", "guardian_relation",
     "guardian_phone", "registered_facility_id", "version", "created_at", "updated_at",
+    "last_visit_at",
 )  # fmt: skip
 IDENTIFIER_COLUMNS = ("id", "patient_id", "type", "system", "value")
 COVERAGE_COLUMNS = (
@@ -131,9 +136,12 @@ class ProvinceGenerator:
         facilities: dict[str, int],
         taken_cccd: set[str],
         taken_insurance: set[str],
+        visited_share: float = VISITED_SHARE,
     ):
         self.rng = random.Random(seed)  # noqa: S311 (reproducible synthetic data)
         self.as_of = as_of
+        self.as_of_midnight = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+        self.visited_share = visited_share
         self.as_of_ordinal = as_of.toordinal()
         data = demo_data()
         names = data["names"]
@@ -308,11 +316,14 @@ class ProvinceGenerator:
                 seconds=int(rand() * 5 * 365 * 86400)
             )
             mrn = f"BN{mrn_base + pid - first_id:08d}"
+            last_visit = None
+            if rand() < self.visited_share:
+                last_visit = self.as_of_midnight - dt.timedelta(seconds=int(rand() * 365 * 86400))
             out.patients.append(
                 (
                     pid, mrn, full_name, family, middle, given, search_name, sex,
                     year, month, day, phone, ethnicity, "VN", address, province, commune,
-                    *legacy, *guardian, facility_id, 1, created, created,
+                    *legacy, *guardian, facility_id, 1, created, created, last_visit,
                 )
             )  # fmt: skip
             ident = ids["identifier"]
@@ -434,6 +445,17 @@ def _sqlite_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     ).fetchall()
 
 
+FTS_TABLE = "patient_name_fts"  # migration 0009
+
+
+def _sqlite_triggers(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """The triggers keeping the FTS5 name index, with their definitions."""
+    return conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE ? ORDER BY name",
+        (f"{FTS_TABLE}%",),
+    ).fetchall()
+
+
 def _copy_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"COPY {table} ({', '.join(columns)}) FROM STDIN"
 
@@ -460,7 +482,9 @@ def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
     return out
 
 
-def load(target: Target, patients: int, seed: int, as_of: dt.date) -> dict:
+def load(
+    target: Target, patients: int, seed: int, as_of: dt.date, visited_share: float = VISITED_SHARE
+) -> dict:
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -484,6 +508,7 @@ def load(target: Target, patients: int, seed: int, as_of: dt.date) -> dict:
         facilities=facilities,
         taken_cccd=taken_cccd,
         taken_insurance=taken_insurance,
+        visited_share=visited_share,
     )
     first_patient = next_ids["patient"]
     ids = {"identifier": next_ids["patient_identifier"], "coverage": next_ids["coverage"]}
@@ -554,6 +579,10 @@ def load(target: Target, patients: int, seed: int, as_of: dt.date) -> dict:
             indexes = _sqlite_indexes(conn)
             for name, _sql in indexes:
                 conn.execute(f'DROP INDEX "{name}"')
+            # The name's FTS5 index is filled once after the load, not row by row.
+            triggers = _sqlite_triggers(conn)
+            for name, _sql in triggers:
+                conn.execute(f'DROP TRIGGER "{name}"')
             t = lap("drop_indexes_s", t)
             for done, batch in batches():
                 conn.execute("BEGIN")
@@ -573,6 +602,12 @@ def load(target: Target, patients: int, seed: int, as_of: dt.date) -> dict:
                 i = time.perf_counter()
                 conn.execute(sql)
                 log(f"  index {name}: {time.perf_counter() - i:.1f}s")
+            if triggers:
+                i = time.perf_counter()
+                conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")  # noqa: S608
+                for _name, sql in triggers:
+                    conn.execute(sql)
+                log(f"  {FTS_TABLE}: {time.perf_counter() - i:.1f}s")
             t = lap("create_indexes_s", t)
             broken = conn.execute("PRAGMA foreign_key_check").fetchmany(5)
             if broken:
@@ -594,6 +629,7 @@ def load(target: Target, patients: int, seed: int, as_of: dt.date) -> dict:
         "backend": target.backend,
         "patients": patients,
         "seed": seed,
+        "visited_share": visited_share,
         "as_of": as_of.isoformat(),
         "rows": counts,
         "database_bytes": size,
@@ -630,6 +666,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--as-of", type=dt.date.fromisoformat, default=DEFAULT_AS_OF)
+    parser.add_argument(
+        "--visited-share",
+        type=float,
+        default=VISITED_SHARE,
+        help="share of patients with a visit in the last year (0: a freshly imported index)",
+    )
     parser.add_argument("--drop", action="store_true", help="drop the bench database and stop")
     args = parser.parse_args(argv)
     target = resolve(args.database_url, args.patients)
@@ -638,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"dropped {display_url(target)}")
         return
     log(f"creating {display_url(target)} with {args.patients:,} patients (seed {args.seed})")
-    meta = load(target, args.patients, args.seed, args.as_of)
+    meta = load(target, args.patients, args.seed, args.as_of, args.visited_share)
     save_meta(target, meta)
     out = RESULTS_DIR / f"load-{target.backend}-{args.patients}.json"
     write_json(out, meta)

@@ -9,17 +9,18 @@ name, a CCCD, a phone, a 10-digit BHYT number, an MRN, …) it samples realistic
 strings from the loaded data (seeded), warms up, then times every query on both paths,
 alternating which goes first:
 
-* ``app``: ``search_statement(SearchQuery(q=q)).limit(20)`` executed through a SQLAlchemy
-  ``Session`` (the statement the REST API pages), from building the statement to the
-  fetched ``Patient`` objects;
-* ``raw``: the same statement compiled once to SQL text with literal values, executed
-  through the DBAPI cursor (psycopg / sqlite3) and ``fetchall()``.
+* ``app``: ``patient_search.find_ids`` for a page of 20 through a SQLAlchemy ``Session``
+  (the statements the REST API and the reception screen run), then the page's patients
+  as ORM objects: from building the first statement to the list of ``Patient`` objects;
+* ``raw``: the same statements (a search runs two to five, see ``patient_search``)
+  compiled once to SQL text with literal values, executed one after the other through the
+  DBAPI cursor (psycopg / sqlite3), each with ``fetchall()``.
 
-Both paths open a transaction for the query (inside the timing) and roll it back (outside).
-``raw`` is the floor: what the database itself needs for this SQL, plus one round trip.
-The ratio app/raw is therefore the cost of the ORM path, and the raw p95 the cost of the
-query the app chose. Results: ``bench/results/search-<backend>-<N>.json`` and a markdown
-table on stdout.
+Both paths open a transaction for the search (inside the timing) and roll it back
+(outside). ``raw`` is the floor: what the database itself needs for this SQL, plus a round
+trip per statement. The ratio app/raw is therefore the cost of the ORM path, and the raw
+p95 the cost of the queries the app chose. Results:
+``bench/results/search-<backend>-<N>.json`` and a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from his.db import make_engine
-from his.services.patients import SearchQuery, search_statement
+from his.services.patient_search import SearchQuery, find_ids, page_statement
 
 PAGE = 20  # the page the REST API and the reception screen fetch
 TARGET_P95_MS = 50.0
@@ -178,7 +179,7 @@ def sample_queries(conn, per_kind: int, seed: int, kinds: tuple[str, ...]) -> di
 
 
 class Paths:
-    """``app``, ``raw`` and, with ``--variant``, ``fix`` (a scratch statement through the
+    """``app``, ``raw`` and, with ``--variant``, ``fix`` (another search function through the
     ORM) and ``fix_raw``. Each call returns (milliseconds, patient ids in order)."""
 
     def __init__(self, target: Target, variant: Callable | None):
@@ -186,18 +187,16 @@ class Paths:
         self.engine = make_engine(target.url)
         self.sa_conn = self.engine.connect()  # checked out once: no pool ping per query
         self.dialect = self.engine.dialect
-        dialect = self.engine.dialect.name
-        self.builders: dict[str, Callable] = {
-            "app": lambda query: search_statement(query, dialect),
-        }
+        self.searches: dict[str, Callable] = {"app": find_ids}
         if variant is not None:
-            self.builders["fix"] = variant
+            self.searches["fix"] = variant
         if target.backend == "postgresql":
             # Raw: SQL text as a client like psql sends it, parsed and planned every time.
             self.raw = psycopg.connect(target.conninfo, prepare_threshold=None)
         else:
             self.raw = sqlite3.connect(target.path, isolation_level=None, cached_statements=0)
-        self.sql_cache: dict[tuple[str, str], str] = {}
+        # (search, q) -> the statements it runs, with literal values, and the ids it found
+        self.sql_cache: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
 
     def set_option(self, setting: str) -> None:
         """A session setting (``name=value``) on both connections (PostgreSQL)."""
@@ -211,7 +210,7 @@ class Paths:
 
     def names(self) -> list[str]:
         names = ["app", "raw"]
-        if "fix" in self.builders:
+        if "fix" in self.searches:
             names += ["fix", "fix_raw"]
         return names
 
@@ -220,60 +219,95 @@ class Paths:
             return self._raw("app" if path == "raw" else "fix", q)
         return self._orm(path, q)
 
-    def _orm(self, builder: str, q: str) -> tuple[float, list[int]]:
-        build = self.builders[builder]
+    def _orm(self, search: str, q: str) -> tuple[float, list[int]]:
+        """The search as the app runs it: the ids through the session, then the page's
+        patients as ORM objects (as ``search_patients`` loads them, without the eager
+        loads of identifiers, allergies and cards that the REST answer adds)."""
+        find = self.searches[search]
+        dialect = self.dialect.name
         with Session(bind=self.sa_conn) as session:
             start = time.perf_counter_ns()
-            stmt = build(SearchQuery(q=q)).limit(PAGE)
-            patients = session.scalars(stmt).all()
+            ids = find(lambda stmt: session.execute(stmt).all(), SearchQuery(q=q), dialect, PAGE)
+            by_id = {p.id: p for p in session.scalars(page_statement(ids))}
+            patients = [by_id[i] for i in ids]
             elapsed = time.perf_counter_ns() - start
-            ids = [p.id for p in patients]
             session.rollback()
-        return elapsed / 1e6, ids
+        return elapsed / 1e6, [p.id for p in patients]
 
-    def sql(self, builder: str, q: str) -> str:
-        key = (builder, q)
-        sql = self.sql_cache.get(key)
-        if sql is None:
-            stmt = self.builders[builder](SearchQuery(q=q)).limit(PAGE)
-            sql = str(stmt.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
-            if self.target.backend == "postgresql":
-                # psycopg's paramstyle doubles literal percent signs; no parameters are
-                # sent here, so undo it (the search strings themselves hold no "%").
-                assert "%" not in q
-                sql = sql.replace("%%", "%")
-            self.sql_cache[key] = sql
+    def literal(self, stmt) -> str:
+        sql = str(stmt.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
+        if self.target.backend == "postgresql":
+            # psycopg's paramstyle doubles literal percent signs; no parameters are sent
+            # here, so undo it (the search strings themselves hold no "%").
+            sql = sql.replace("%%", "%")
         return sql
 
-    def _raw(self, builder: str, q: str) -> tuple[float, list[int]]:
-        sql = self.sql(builder, q)  # compiled before timing: the floor is the database
+    def sql(self, search: str, q: str) -> tuple[list[str], list[int]]:
+        """Every statement the search runs for ``q``, in order, with literal values, and
+        the ids found: by running it once through the driver (the same data gives the same
+        steps)."""
+        key = (search, q)
+        cached = self.sql_cache.get(key)
+        if cached is None:
+            assert "%" not in q
+            statements = []
+
+            def execute(stmt):
+                sql = self.literal(stmt)
+                statements.append(sql)
+                return self._fetch(sql)
+
+            ids = self.searches[search](execute, SearchQuery(q=q), self.dialect.name, PAGE)
+            statements.append(self.literal(page_statement(ids)))
+            if self.target.backend == "postgresql":
+                self.raw.rollback()
+            cached = self.sql_cache[key] = (statements, ids)
+        return cached
+
+    def _fetch(self, sql: str) -> list:
+        if self.target.backend == "postgresql":
+            with self.raw.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall()
+        return self.raw.execute(sql).fetchall()
+
+    def _raw(self, search: str, q: str) -> tuple[float, list[int]]:
+        statements, ids = self.sql(search, q)  # compiled before timing: the floor is the database
         raw = self.raw
         if self.target.backend == "postgresql":
             start = time.perf_counter_ns()
             with raw.cursor() as cur:
-                cur.execute(sql)  # the implicit BEGIN goes first, as on the ORM path
-                rows = cur.fetchall()
+                for sql in statements:
+                    cur.execute(sql)  # the implicit BEGIN goes first, as on the ORM path
+                    rows = cur.fetchall()
             elapsed = time.perf_counter_ns() - start
             raw.rollback()
         else:
             start = time.perf_counter_ns()
             cur = raw.cursor()
             cur.execute("BEGIN")  # the app's engine opens every transaction with BEGIN
-            rows = cur.execute(sql).fetchall()
+            for sql in statements:
+                rows = cur.execute(sql).fetchall()
             elapsed = time.perf_counter_ns() - start
             cur.execute("ROLLBACK")
-        return elapsed / 1e6, [r[0] for r in rows]
+        # The last statement loads the page's rows unordered; put them in the ids' order.
+        order = {pid: n for n, pid in enumerate(ids)}
+        return elapsed / 1e6, sorted((r[0] for r in rows), key=lambda pid: order.get(pid, -1))
 
-    def explain(self, builder: str, q: str) -> str:
-        sql = self.sql(builder, q)
-        if self.target.backend == "postgresql":
-            with self.raw.cursor() as cur:
-                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
-                plan = "\n".join(r[0] for r in cur.fetchall())
-            self.raw.rollback()
-            return plan
-        rows = self.raw.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
-        return "\n".join(f"{r[0]:>3} {r[1]:>3} {r[3]}" for r in rows)
+    def explain(self, search: str, q: str) -> str:
+        """The plan of every statement the search runs for ``q``."""
+        plans = []
+        for sql in self.sql(search, q)[0]:
+            if self.target.backend == "postgresql":
+                with self.raw.cursor() as cur:
+                    cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+                    plan = "\n".join(r[0] for r in cur.fetchall())
+                self.raw.rollback()
+            else:
+                rows = self.raw.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+                plan = "\n".join(f"{r[0]:>3} {r[1]:>3} {r[3]}" for r in rows)
+            plans.append(plan)
+        return "\n--\n".join(plans)
 
     def settings(self) -> dict:
         if self.target.backend == "postgresql":
@@ -337,7 +371,7 @@ def run(args: argparse.Namespace) -> dict:
     variant = None
     if args.variant:
         module_name, _, func_name = args.variant.partition(":")
-        variant = getattr(importlib.import_module(module_name), func_name or "search_statement")
+        variant = getattr(importlib.import_module(module_name), func_name or "find_ids")
     code = code_version()  # before the run: the app module is imported already
     paths = Paths(target, variant)
     for setting in args.set or []:
@@ -562,7 +596,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--explain", action="store_true", help="store one plan per kind")
     parser.add_argument(
         "--variant",
-        help="module[:function] building a statement like search_statement, timed as `fix`",
+        help="module[:function] searching like patient_search.find_ids, timed as `fix`",
     )
     parser.add_argument(
         "--set",

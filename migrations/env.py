@@ -20,10 +20,16 @@ def _render_item(type_, obj, autogen_context):
     return False
 
 
+# Search structures that differ by database (0004, 0009) live in the migrations alone: the
+# models cannot describe them on both.
+_MIGRATION_ONLY_INDEXES = ("ix_patient_recent", "ix_patient_search_name_prefix")
+_MIGRATION_ONLY_TABLE_PREFIX = "patient_name_fts"  # SQLite's FTS5 table and its shadows
+
+
 def _include_object(obj, name, type_, reflected, compare_to) -> bool:
-    """Trigram indexes (PostgreSQL only, on expressions) live in the migrations alone:
-    the models cannot describe them on both databases."""
-    return not (type_ == "index" and name and name.endswith("_trgm"))
+    if type_ == "index" and name and (name.endswith("_trgm") or name in _MIGRATION_ONLY_INDEXES):
+        return False
+    return not (type_ == "table" and name and name.startswith(_MIGRATION_ONLY_TABLE_PREFIX))
 
 
 def _run(connection) -> None:

@@ -7,7 +7,10 @@ import json
 from typing import Any
 
 import flask_smorest
+from flask_smorest.pagination import PaginationMetadataSchema
 from webargs.flaskparser import FlaskParser
+
+from his.api.pagination import open_ended_metadata
 
 
 class _Parser(FlaskParser):
@@ -25,3 +28,11 @@ class _Parser(FlaskParser):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _Parser()
+
+    def _set_pagination_metadata(self, page_params, result, headers):
+        meta = open_ended_metadata(page_params)
+        if meta is None:
+            return super()._set_pagination_metadata(page_params, result, headers)
+        headers = {} if headers is None else headers
+        headers[self.PAGINATION_HEADER_NAME] = json.dumps(PaginationMetadataSchema().dump(meta))
+        return result, headers

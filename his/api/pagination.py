@@ -20,3 +20,23 @@ class SelectPage(Page):
     def item_count(self) -> int:
         counted = select(func.count()).select_from(self.collection.order_by(None).subquery())
         return db_session().scalar(counted) or 0
+
+
+def open_ended(page_params, has_more: bool) -> None:
+    """A page whose total is not counted (patient search: counting every Nguyễn would cost
+    more than the page): X-Pagination then says only whether a next page exists."""
+    page_params.has_more = has_more
+    page_params.item_count = page_params.first_item  # any number: the header is built below
+
+
+def open_ended_metadata(page_params) -> dict | None:
+    """X-Pagination of an open-ended page; None for a counted one."""
+    has_more = getattr(page_params, "has_more", None)
+    if has_more is None:
+        return None
+    meta = {"page": page_params.page, "first_page": 1}
+    if page_params.page > 1:
+        meta["previous_page"] = page_params.page - 1
+    if has_more:
+        meta["next_page"] = page_params.page + 1
+    return meta

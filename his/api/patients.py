@@ -10,7 +10,7 @@ from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
 from his.api.etags import if_match, with_etag
-from his.api.pagination import SelectPage
+from his.api.pagination import open_ended
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
 from his.services import patients as service
@@ -197,13 +197,22 @@ class PatientsResource(MethodView):
 
     @blp.arguments(SearchArgsSchema, location="query")
     @blp.response(200, PatientSchema(many=True))
-    @blp.paginate(SelectPage)
+    @blp.paginate()
     @problem_doc(blp, 401)
     @problem_doc(blp, 403)
-    def get(self, args):
-        """Search by name (accents optional, any word order), phone, CCCD, BHYT or MRN."""
+    def get(self, args, pagination_parameters):
+        """Search by name (accents optional, any word order), phone, CCCD, BHYT or MRN.
+        `X-Pagination` has `next_page` while more match, and no total."""
         query = service.SearchQuery(**args)
-        return service.search_patients(db_session(), principal(), query)
+        found = service.search_patients(
+            db_session(),
+            principal(),
+            query,
+            offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+        )
+        open_ended(pagination_parameters, found.has_more)
+        return found.patients
 
     @blp.arguments(PatientCreateSchema)
     @blp.response(201, PatientSchema, headers={"ETag": {"schema": {"type": "string"}}})

@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
-    Select,
-    String,
     and_,
-    case,
     func,
-    literal_column,
     or_,
     select,
-    union_all,
     update,
 )
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from his.db import utcnow
@@ -56,6 +50,7 @@ from his.services import audit, counters
 from his.services.access import PATIENT_ROLES, REGISTRATION_ROLES, Principal
 from his.services.admin_units import resolve_address
 from his.services.bhyt_check import CardChecker, apply_check
+from his.services.patient_search import SearchQuery, find_ids, page_statement
 from his.text import clean, fold_vi
 
 MRN_COUNTER = "mrn"
@@ -598,94 +593,21 @@ def update_patient(
 
 # --- searching ---------------------------------------------------------------------------------
 
-SEARCH_LIMIT = 100
-
 
 @dataclass(frozen=True)
-class SearchQuery:
-    q: str = ""
-    birth_year: int | None = None
-    commune_code: str | None = None
+class SearchPage:
+    """One page of a search, and whether another follows. There is no total: counting
+    every patient called Nguyễn would cost more than finding the first page."""
+
+    patients: list[Patient]
+    has_more: bool
 
 
-def _identifier_terms(q: str) -> list[str]:
-    """What a typed query could be as an identifier: a CCCD, CMND, BHYT (10 or 15), a
-    phone in any format, or an MRN."""
-    compact = "".join(ch for ch in q if ch.isalnum()).upper()
-    terms = {compact} if compact else set()
-    if len(compact) == 15 and compact[:2].isalpha():
-        terms.add(compact[-10:])  # the social-insurance number inside a 15-character code
-    with suppress(InvalidValue):
-        terms.add(normalise_phone(q))
-    return sorted(terms)
-
-
-# Another name for the patient table inside the identifier look-up, so the sub-select is not
-# correlated with the outer query. Made once: aliasing per search costs more than the query.
-_OTHER = aliased(Patient, name="by_number")
-
-
-def _like_escaped(token: str) -> str:
-    """A typed ``%`` or ``_`` is a character to find, not a wildcard."""
-    return token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _word_starts(token: str, dialect: str):
-    """The name has a word starting with ``token``. On PostgreSQL one LIKE on the name with a
-    space in front, served by the trigram index on that expression (two LIKEs would read the
-    same posting lists twice); SQLite scans, and there the two plain LIKEs are faster."""
-    t = _like_escaped(token)
-    if dialect == "postgresql":
-        # Inlined, not a bound parameter, so the expression matches the index's.
-        return (literal_column("' '", String) + Patient.search_name).like(f"% {t}%", escape="\\")
-    return or_(
-        Patient.search_name.like(f"{t}%", escape="\\"),
-        Patient.search_name.like(f"% {t}%", escape="\\"),
-    )
-
-
-def search_statement(query: SearchQuery, dialect: str = "postgresql") -> Select:
-    """Ranked: an exact identifier first, then the closest name, then the latest visit."""
-    folded = fold_vi(query.q)
-    tokens = folded.split()
-    id_terms = _identifier_terms(query.q) if any(ch.isdigit() for ch in query.q) else []
-    stmt = select(Patient).where(Patient.merged_into_id.is_(None))
-    if id_terms:
-        by_identifier = select(PatientIdentifier.patient_id).where(
-            PatientIdentifier.value.in_(id_terms)
-        )
-        # One IN over a union of three index look-ups: an OR holding a sub-select cannot
-        # use an index, and would read the whole patient table.
-        matched = union_all(
-            by_identifier,
-            select(_OTHER.id).where(_OTHER.phone.in_(id_terms)),
-            select(_OTHER.id).where(_OTHER.mrn.in_(id_terms)),
-        )
-        stmt = stmt.where(Patient.id.in_(matched))
-        rank = case((Patient.id.in_(by_identifier), 0), else_=1)
-    else:
-        # Every word typed must start a word of the name, in any order: "an nguyen" finds
-        # "Nguyễn Văn An".
-        stmt = stmt.where(*(_word_starts(t, dialect) for t in tokens))
-        rank = case(
-            (Patient.search_name == folded, 1),
-            (Patient.search_name.like(f"{_like_escaped(folded)}%", escape="\\"), 2),
-            else_=3,
-        )
-    if query.birth_year is not None:
-        stmt = stmt.where(Patient.birth_year == query.birth_year)
-    if query.commune_code:
-        stmt = stmt.where(Patient.commune_code == query.commune_code)
-    # The stored time of the latest visit: a sub-select per matching patient would run
-    # thousands of times for a common name before the first page could be cut.
-    return stmt.order_by(
-        rank, Patient.last_visit_at.desc().nulls_last(), Patient.search_name, Patient.id
-    )
-
-
-def search_patients(session: Session, principal: Principal, query: SearchQuery) -> Select:
-    """Searches the shared index. Needs something to search by; the search is audited
-    (without the query, which may itself be a name or ID number)."""
+def search_patients(
+    session: Session, principal: Principal, query: SearchQuery, offset: int = 0, limit: int = 20
+) -> SearchPage:
+    """Searches the shared index (ranking in ``patient_search``). Needs something to search
+    by; the search is audited (without the query, which may itself be a name or ID number)."""
     principal.require_any(*PATIENT_ROLES)
     if not fold_vi(query.q) and query.birth_year is None and not query.commune_code:
         raise ValidationFailed(
@@ -694,7 +616,11 @@ def search_patients(session: Session, principal: Principal, query: SearchQuery) 
         )
     audit.record(session, principal, AuditAction.SEARCH, entity_type="Patient")
     dialect = session.get_bind().dialect.name
-    return search_statement(query, dialect).options(*_eager())
+    ids = find_ids(lambda stmt: session.execute(stmt).all(), query, dialect, offset + limit + 1)
+    page = ids[offset : offset + limit]
+    loaded = session.scalars(page_statement(page).options(*_eager()))
+    by_id = {patient.id: patient for patient in loaded}
+    return SearchPage([by_id[pid] for pid in page], has_more=len(ids) > offset + limit)
 
 
 # --- merging -----------------------------------------------------------------------------------

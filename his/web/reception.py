@@ -80,9 +80,14 @@ def search_results():
     if not q and birth_year is None:
         return render_template("reception/_results.html", patients=[], q=q, searched=False)
     query = patient_service.SearchQuery(q=q, birth_year=birth_year)
-    stmt = patient_service.search_patients(db_session(), principal(), query)
-    patients = list(db_session().scalars(stmt.limit(SEARCH_PAGE)))
-    return render_template("reception/_results.html", patients=patients, q=q, searched=True)
+    found = patient_service.search_patients(db_session(), principal(), query, limit=SEARCH_PAGE)
+    return render_template(
+        "reception/_results.html",
+        patients=found.patients,
+        has_more=found.has_more,
+        q=q,
+        searched=True,
+    )
 
 
 # --- register and edit ----------------------------------------------------------------------

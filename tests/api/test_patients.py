@@ -1,6 +1,7 @@
 """Registering, reading, changing, finding and merging patients through the REST API."""
 
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import func, select
@@ -317,13 +318,30 @@ def test_search_treats_percent_and_underscore_as_characters(client, reception, d
 def test_search_filters_and_paging(client, reception, db_session):
     for year in (1950, 1950, 1960):
         PatientFactory(full_name="Huỳnh Văn Tư", search_name="huynh van tu", birth_year=year)
-    response = client.get(
-        "/api/v1/patients",
-        query_string={"q": "huynh tu", "birth_year": 1950, "page_size": 1},
-        headers=reception,
-    )
-    assert len(response.get_json()) == 1
-    assert '"total": 2' in response.headers["X-Pagination"]
+    pages = [
+        client.get(
+            "/api/v1/patients",
+            query_string={"q": "huynh tu", "birth_year": 1950, "page_size": 1, "page": page},
+            headers=reception,
+        )
+        for page in (1, 2)
+    ]
+    first, second = (response.get_json() for response in pages)
+    assert len(first) == len(second) == 1
+    assert {first[0]["id"], second[0]["id"]} == {
+        p.id for p in db_session.scalars(select(Patient).where(Patient.birth_year == 1950))
+    }
+    # No total (counting a common name costs more than the page): only whether more follow.
+    assert json.loads(pages[0].headers["X-Pagination"]) == {
+        "page": 1,
+        "first_page": 1,
+        "next_page": 2,
+    }
+    assert json.loads(pages[1].headers["X-Pagination"]) == {
+        "page": 2,
+        "first_page": 1,
+        "previous_page": 1,
+    }
 
 
 def test_search_needs_something_to_search(client, reception, db_session):

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from his.models import Patient, Role, Visit
+from his.web.reception import SEARCH_PAGE
 from tests.factories import FacilityFactory, PatientFactory, RoomFactory, UserFactory
 from tests.web.test_login_page import csrf_token, log_in
 
@@ -48,6 +49,18 @@ def test_search_fragment_finds_accented_names(client, desk, db_session):
     assert 'data-testid="result"' in html
     none = client.get("/reception/search", query_string={"q": "zzz"}).get_data(as_text=True)
     assert 'data-testid="no-results"' in none
+    assert 'data-testid="more-results"' not in html
+
+
+def test_search_fragment_says_when_more_match_than_it_shows(client, desk, db_session):
+    facility = FacilityFactory()
+    for _ in range(SEARCH_PAGE + 1):
+        PatientFactory(
+            full_name="Lê Văn Tám", search_name="le van tam", registered_facility_id=facility.id
+        )
+    html = client.get("/reception/search", query_string={"q": "tam le"}).get_data(as_text=True)
+    assert html.count('data-testid="result"') == SEARCH_PAGE
+    assert 'data-testid="more-results"' in html
 
 
 def test_register_with_a_wrong_cccd_keeps_what_was_typed(client, desk, db_session):
