@@ -46,9 +46,9 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from his.db import make_engine
-from his.services.patient_search import SearchQuery, find_ids, page_statement
+from his.services.patient_search import PAGE, SearchQuery, find_ids
 
-PAGE = 20  # the page the REST API and the reception screen fetch
+PAGE_SIZE = 20  # the page the REST API and the reception screen fetch
 TARGET_P95_MS = 50.0
 TARGET_RATIO = 2.0
 
@@ -227,15 +227,24 @@ class Paths:
         dialect = self.dialect.name
         with Session(bind=self.sa_conn) as session:
             start = time.perf_counter_ns()
-            ids = find(lambda stmt: session.execute(stmt).all(), SearchQuery(q=q), dialect, PAGE)
-            by_id = {p.id: p for p in session.scalars(page_statement(ids))}
+            connection = session.connection()
+
+            def execute(stmt, values):
+                return connection.execute(stmt, values).all()
+
+            ids = find(execute, SearchQuery(q=q), dialect, PAGE_SIZE)
+            by_id = {p.id: p for p in session.scalars(PAGE, {"ids": ids})}
             patients = [by_id[i] for i in ids]
             elapsed = time.perf_counter_ns() - start
+            found = [p.id for p in patients]
             session.rollback()
-        return elapsed / 1e6, [p.id for p in patients]
+        return elapsed / 1e6, found
 
-    def literal(self, stmt) -> str:
-        sql = str(stmt.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
+    def literal(self, stmt, values: dict) -> str:
+        used = {k: v for k, v in values.items() if k in stmt.compile().binds}
+        sql = str(
+            stmt.params(used).compile(dialect=self.dialect, compile_kwargs={"literal_binds": True})
+        )
         if self.target.backend == "postgresql":
             # psycopg's paramstyle doubles literal percent signs; no parameters are sent
             # here, so undo it (the search strings themselves hold no "%").
@@ -252,13 +261,13 @@ class Paths:
             assert "%" not in q
             statements = []
 
-            def execute(stmt):
-                sql = self.literal(stmt)
+            def execute(stmt, values):
+                sql = self.literal(stmt, values)
                 statements.append(sql)
                 return self._fetch(sql)
 
-            ids = self.searches[search](execute, SearchQuery(q=q), self.dialect.name, PAGE)
-            statements.append(self.literal(page_statement(ids)))
+            ids = self.searches[search](execute, SearchQuery(q=q), self.dialect.name, PAGE_SIZE)
+            statements.append(self.literal(PAGE, {"ids": ids}))
             if self.target.backend == "postgresql":
                 self.raw.rollback()
             cached = self.sql_cache[key] = (statements, ids)
@@ -487,7 +496,7 @@ def run(args: argparse.Namespace) -> dict:
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code": code,
         "method": {
-            "page": PAGE,
+            "page": PAGE_SIZE,
             "queries_per_kind": args.queries_per_kind,
             "samples_per_kind_target": args.samples,
             "warmup_rounds": args.warmup,

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    bindparam,
     case,
     column,
     literal_column,
@@ -54,7 +56,8 @@ from his.text import fold_vi
 # for names that rare (bench/README.md has the measurements).
 RECENT_WINDOW = 5_000
 
-Execute = Callable[[Select], Sequence[Sequence[Any]]]
+# Runs one statement with its parameters and returns the rows.
+Execute = Callable[[Select, dict[str, Any]], Sequence[Sequence[Any]]]
 
 # Tiers of a name search, best first.
 EXACT, PREFIX, WORDS = 1, 2, 3
@@ -79,13 +82,15 @@ def find_ids(
     if any(ch.isdigit() for ch in query.q):
         terms = _identifier_terms(query.q)
         if terms:
-            return _ids(execute(_by_identifier(query, terms).limit(want)))
+            stmt = _by_identifier(query.birth_year is not None, bool(query.commune_code))
+            return _ids(execute(stmt, {**_filter_values(query), "terms": terms, "n": want}))
     return _by_name(execute, query, dialect, want, window)
 
 
-def page_statement(ids: list[int]) -> Select:
-    """The patients of a page, unordered: the caller puts them in the order of ``ids``."""
-    return select(Patient).where(Patient.id.in_(ids))
+# The patients of a page, unordered (the caller puts them in the order of ``ids``). Built once:
+# the statements of a search are fixed for each shape of query, so that building them costs
+# nothing per search; only their parameters change.
+PAGE = select(Patient).where(Patient.id.in_(bindparam("ids", expanding=True)))
 
 
 def _ids(rows: Sequence[Sequence[Any]]) -> list[int]:
@@ -132,7 +137,9 @@ def _identifier_terms(q: str) -> list[str]:
 _OTHER = aliased(Patient, name="by_number")
 
 
-def _by_identifier(query: SearchQuery, terms: list[str]) -> Select:
+@cache
+def _by_identifier(birth_year: bool, commune: bool) -> Select:
+    terms = bindparam("terms", expanding=True)
     by_identifier = select(PatientIdentifier.patient_id).where(PatientIdentifier.value.in_(terms))
     # One IN over a union of three index look-ups: an OR holding a sub-select cannot use an
     # index, and would read the whole patient table.
@@ -144,22 +151,30 @@ def _by_identifier(query: SearchQuery, terms: list[str]) -> Select:
     rank = case((Patient.id.in_(by_identifier), 0), else_=1)
     return (
         select(Patient.id)
-        .where(_LIVE, _filters(Patient, query), Patient.id.in_(matched))
+        .where(_LIVE, _filters(Patient, birth_year, commune), Patient.id.in_(matched))
         .order_by(rank, *_sorted_by_recency(Patient))
+        .limit(_N)
     )
 
 
 # --- names -----------------------------------------------------------------------------------
 
 
-def _filters(t, query: SearchQuery) -> ColumnElement[bool]:
+_N = bindparam("n", type_=Integer)  # how many rows a statement returns
+
+
+def _filters(t, birth_year: bool, commune: bool) -> ColumnElement[bool]:
     """The birth-year and commune filters, over the table or the window's columns."""
     conditions = []
-    if query.birth_year is not None:
-        conditions.append(t.birth_year == query.birth_year)
-    if query.commune_code:
-        conditions.append(t.commune_code == query.commune_code)
+    if birth_year:
+        conditions.append(t.birth_year == bindparam("birth_year", type_=Integer))
+    if commune:
+        conditions.append(t.commune_code == bindparam("commune_code", type_=String))
     return and_(true(), *conditions)
+
+
+def _filter_values(query: SearchQuery) -> dict[str, Any]:
+    return {"birth_year": query.birth_year, "commune_code": query.commune_code}
 
 
 def _like_escaped(token: str) -> str:
@@ -167,78 +182,102 @@ def _like_escaped(token: str) -> str:
     return token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _starts_with(t, folded: str, dialect: str) -> ColumnElement[bool]:
-    """The name starts with ``folded``: LIKE on PostgreSQL (served by the text_pattern_ops
-    index), a range on SQLite's plain index (its LIKE ignores case and so no index)."""
+def _starts_with(t, dialect: str) -> ColumnElement[bool]:
+    """The name starts with what was typed: LIKE on PostgreSQL (served by the
+    text_pattern_ops index), a range on SQLite's plain index (its LIKE ignores case and so
+    no index)."""
     if dialect == "postgresql":
-        return t.search_name.like(f"{_like_escaped(folded)}%", escape="\\")
-    # Every string that starts with ``folded`` sorts below ``folded`` + the last code point.
-    return and_(t.search_name >= folded, t.search_name < folded + "\U0010ffff")
-
-
-def _word_starts(t, token: str, dialect: str) -> ColumnElement[bool]:
-    """A word of the name starts with ``token``. On PostgreSQL one LIKE on the name with a
-    space in front, served by the trigram index on that expression (two LIKEs would read the
-    same posting lists twice); SQLite's FTS5 index narrows the rows first (``_fts_rows``)."""
-    escaped = _like_escaped(token)
-    if dialect == "postgresql":
-        # Inlined, not a bound parameter, so the expression matches the index's.
-        return (literal_column("' '", String) + t.search_name).like(f"% {escaped}%", escape="\\")
-    return (t.search_name.like(f"{escaped}%", escape="\\")) | (
-        t.search_name.like(f"% {escaped}%", escape="\\")
+        return t.search_name.like(bindparam("prefix", type_=String), escape="\\")
+    return and_(
+        t.search_name >= bindparam("folded", type_=String),
+        t.search_name < bindparam("folded_end", type_=String),
     )
 
 
-_FTS = table("patient_name_fts", column("rowid", Integer))
+def _word_starts(t, n: int, dialect: str) -> ColumnElement[bool]:
+    """A word of the name starts with typed word ``n``. On PostgreSQL one LIKE on the name
+    with a space in front, served by the trigram index on that expression (two LIKEs would
+    read the same posting lists twice); SQLite's FTS5 index narrows the rows first."""
+    if dialect == "postgresql":
+        # The space inlined, not a bound parameter, so the expression matches the index's.
+        spaced = literal_column("' '", String) + t.search_name
+        return spaced.like(bindparam(f"word{n}", type_=String), escape="\\")
+    return t.search_name.like(bindparam(f"first{n}", type_=String), escape="\\") | (
+        t.search_name.like(bindparam(f"word{n}", type_=String), escape="\\")
+    )
 
 
-def _fts_rows(tokens: list[str]) -> Select | None:
-    """SQLite: the rows whose FTS5 words start with every token, a superset of the LIKE
-    conditions (FTS5 also splits at punctuation, so ``o'neil`` is the phrase ``o neil*``).
-    None when no token has a letter or digit for FTS5 to look up."""
+def _name_values(folded: str, dialect: str) -> dict[str, Any]:
+    """The parameters of the name statements for what was typed."""
+    values: dict[str, Any] = {"folded": folded}
+    if dialect == "postgresql":
+        values["prefix"] = _like_escaped(folded) + "%"
+    else:
+        # Every string that starts with ``folded`` sorts below ``folded`` + the last code point.
+        values["folded_end"] = folded + "\U0010ffff"
+    for n, token in enumerate(folded.split()):
+        escaped = _like_escaped(token)
+        values[f"word{n}"] = f"% {escaped}%"
+        values[f"first{n}"] = f"{escaped}%"
+    return values
+
+
+def _fts_match(tokens: list[str]) -> str | None:
+    """SQLite: an FTS5 query for names with a word starting with every token: a superset of
+    the LIKE conditions (FTS5 also splits at punctuation, so ``o'neil`` is the phrase
+    ``o neil*``). None when no token has a letter or digit for FTS5 to look up."""
     phrases = [
         '"' + token.replace('"', '""') + '"*'
         for token in tokens
         if any(ch.isalnum() for ch in token)
     ]
-    if not phrases:
-        return None
-    matches = literal_column("patient_name_fts").op("MATCH")(" ".join(phrases))
-    return select(_FTS.c.rowid).where(matches)
+    return " ".join(phrases) if phrases else None
+
+
+_FTS = table("patient_name_fts", column("rowid", Integer))
+_FTS_ROWS = select(_FTS.c.rowid).where(
+    literal_column("patient_name_fts").op("MATCH")(bindparam("fts", type_=String))
+)
 
 
 @dataclass(frozen=True)
-class _Tiers:
-    """The conditions of each tier of a name search, over any object with the patient's
-    column names (the table, or the window's columns)."""
+class _Shape:
+    """What decides the statements of a name search; everything else is a parameter."""
 
-    folded: str
     dialect: str
-
-    @property
-    def tokens(self) -> list[str]:
-        return self.folded.split()
-
-    def condition(self, tier: int, t) -> ColumnElement[bool]:
-        folded, dialect = self.folded, self.dialect
-        if not folded:
-            return true()  # filters only: every patient is in the one tier
-        if tier == EXACT:
-            return t.search_name == folded
-        starts = _starts_with(t, folded, dialect)
-        if tier == PREFIX:
-            return and_(starts, t.search_name != folded)
-        return and_(*(_word_starts(t, token, dialect) for token in self.tokens), not_(starts))
+    words: int  # typed words; 0 when searching by the filters alone
+    birth_year: bool
+    commune: bool
+    fts: bool  # SQLite: the word index can narrow the rows
 
     def tiers(self) -> tuple[int, ...]:
-        return (EXACT, PREFIX, WORDS) if self.folded else (PREFIX,)
+        return (EXACT, PREFIX, WORDS) if self.words else (PREFIX,)
 
-    def tier_of(self, t) -> ColumnElement[int]:
-        return case(*((self.condition(tier, t), tier) for tier in self.tiers()))
+    def condition(self, tier: int, t) -> ColumnElement[bool]:
+        """Patients of ``tier``, over any object with the patient's column names (the table,
+        or the window's columns)."""
+        if not self.words:
+            return true()  # filters only: every patient is in the one tier
+        folded = bindparam("folded", type_=String)
+        if tier == EXACT:
+            return t.search_name == folded
+        starts = _starts_with(t, self.dialect)
+        if tier == PREFIX:
+            return and_(starts, t.search_name != folded)
+        words = (_word_starts(t, n, self.dialect) for n in range(self.words))
+        return and_(*words, not_(starts))
 
 
-def _by_name(execute: Execute, query: SearchQuery, dialect: str, want: int, window: int):
-    tiers = _Tiers(fold_vi(query.q), dialect)
+@dataclass(frozen=True)
+class _Statements:
+    exact: Select
+    window: Select  # (id, tier) of the window's matches, in rank order
+    rest: dict[int, Select]  # per tier: its matches outside the window, in rank order
+
+
+@cache
+def _statements(shape: _Shape) -> _Statements:
+    filters = partial(_filters, birth_year=shape.birth_year, commune=shape.commune)
     recent = (
         select(
             Patient.id,
@@ -248,40 +287,63 @@ def _by_name(execute: Execute, query: SearchQuery, dialect: str, want: int, wind
             Patient.commune_code,
         )
         .where(_LIVE)
-        .order_by(*_recent_order(dialect))
-        .limit(window)
+        .order_by(*_recent_order(shape.dialect))
+        .limit(bindparam("window", type_=Integer))
         .subquery("recent")
     )
+    tier_of = case(*((shape.condition(tier, recent.c), tier) for tier in shape.tiers()))
+    window = (
+        select(recent.c.id, tier_of)
+        .where(filters(recent.c), tier_of.is_not(None))
+        .order_by(*_sorted_by_recency(recent.c))
+    )
+    rest = {}
+    for tier in shape.tiers():
+        stmt = select(Patient.id).where(
+            _LIVE,
+            filters(Patient),
+            shape.condition(tier, Patient),
+            Patient.id.not_in(select(recent.c.id)),
+        )
+        if shape.fts and tier == WORDS:
+            stmt = stmt.where(Patient.id.in_(_FTS_ROWS))
+        rest[tier] = stmt.order_by(*_sorted_by_recency(Patient)).limit(_N)
+    exact = (
+        select(Patient.id)
+        .where(_LIVE, filters(Patient), shape.condition(EXACT, Patient))
+        .order_by(*_sorted_by_recency(Patient))
+        .limit(_N)
+    )
+    return _Statements(exact, window, rest)
+
+
+def _by_name(execute: Execute, query: SearchQuery, dialect: str, want: int, window: int):
+    folded = fold_vi(query.q)
+    tokens = folded.split()
+    fts = _fts_match(tokens) if dialect == "sqlite" else None
+    shape = _Shape(
+        dialect, len(tokens), query.birth_year is not None, bool(query.commune_code), bool(fts)
+    )
+    statements = _statements(shape)
+    values = {**_name_values(folded, dialect), **_filter_values(query), "window": window}
+    if fts:
+        values["fts"] = fts
     found: list[int] = []
     in_window: list[tuple[int, int]] | None = None
-    for tier in tiers.tiers():
+    for tier in shape.tiers():
         missing = want - len(found)
         if missing <= 0:
             break
-        condition = and_(_LIVE, _filters(Patient, query), tiers.condition(tier, Patient))
         if tier == EXACT:
             # Served by the plain name index; even the commonest full name is few enough
             # to sort.
-            exact = select(Patient.id).where(condition).order_by(*_sorted_by_recency(Patient))
-            found += _ids(execute(exact.limit(missing)))
+            found += _ids(execute(statements.exact, {**values, "n": missing}))
             continue
         if in_window is None:
-            tier_of = tiers.tier_of(recent.c)
-            window_stmt = (
-                select(recent.c.id, tier_of)
-                .where(_filters(recent.c, query), tier_of.is_not(None))
-                .order_by(*_sorted_by_recency(recent.c))
-            )
-            in_window = [(row[0], row[1]) for row in execute(window_stmt)]
+            in_window = [(row[0], row[1]) for row in execute(statements.window, values)]
         seen = [pid for pid, t in in_window if t == tier][:missing]
         found += seen
-        if len(seen) == missing:
-            continue
-        rest = select(Patient.id).where(condition, Patient.id.not_in(select(recent.c.id)))
-        if dialect == "sqlite" and tier == WORDS:
-            fts = _fts_rows(tiers.tokens)
-            if fts is not None:
-                rest = rest.where(Patient.id.in_(fts))
-        rest = rest.order_by(*_sorted_by_recency(Patient)).limit(missing - len(seen))
-        found += _ids(execute(rest))
+        if len(seen) < missing:
+            rest = {**values, "n": missing - len(seen)}
+            found += _ids(execute(statements.rest[tier], rest))
     return found

@@ -50,7 +50,7 @@ from his.services import audit, counters
 from his.services.access import PATIENT_ROLES, REGISTRATION_ROLES, Principal
 from his.services.admin_units import resolve_address
 from his.services.bhyt_check import CardChecker, apply_check
-from his.services.patient_search import SearchQuery, find_ids, page_statement
+from his.services.patient_search import PAGE, SearchQuery, find_ids
 from his.text import clean, fold_vi
 
 MRN_COUNTER = "mrn"
@@ -594,6 +594,9 @@ def update_patient(
 # --- searching ---------------------------------------------------------------------------------
 
 
+_SEARCH_PAGE = PAGE.options(*_eager())
+
+
 @dataclass(frozen=True)
 class SearchPage:
     """One page of a search, and whether another follows. There is no total: counting
@@ -616,9 +619,15 @@ def search_patients(
         )
     audit.record(session, principal, AuditAction.SEARCH, entity_type="Patient")
     dialect = session.get_bind().dialect.name
-    ids = find_ids(lambda stmt: session.execute(stmt).all(), query, dialect, offset + limit + 1)
+    connection = session.connection()  # ids through Core: no ORM work for plain rows
+    ids = find_ids(
+        lambda stmt, values: connection.execute(stmt, values).all(),
+        query,
+        dialect,
+        offset + limit + 1,
+    )
     page = ids[offset : offset + limit]
-    loaded = session.scalars(page_statement(page).options(*_eager()))
+    loaded = session.scalars(_SEARCH_PAGE, {"ids": page})
     by_id = {patient.id: patient for patient in loaded}
     return SearchPage([by_id[pid] for pid in page], has_more=len(ids) > offset + limit)
 

@@ -88,8 +88,8 @@ QUERIES = [
 def test_every_window_gives_the_one_ranking(db_session, patients, window):
     dialect = db_session.get_bind().dialect.name
 
-    def execute(stmt):
-        return db_session.execute(stmt).all()
+    def execute(stmt, values):
+        return db_session.connection().execute(stmt, values).all()
 
     for query in QUERIES:
         want = expected(patients, query)
@@ -110,7 +110,10 @@ def test_a_renamed_patient_is_found_by_the_new_name_only(db_session, patients):
     )
 
     def find(q: str) -> list[int]:
-        return find_ids(lambda s: db_session.execute(s).all(), SearchQuery(q=q), dialect, 200, 0)
+        def execute(stmt, values):
+            return db_session.connection().execute(stmt, values).all()
+
+        return find_ids(execute, SearchQuery(q=q), dialect, 200, window=0)
 
     assert find("xuan ha") == [target.id]
     assert target.id not in find(" ".join(reversed(old_name.split())))
