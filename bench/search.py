@@ -46,7 +46,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from his.db import make_engine
-from his.services.patient_search import PAGE, SearchQuery, find_ids
+from his.services.patient_search import SearchQuery, find_ids, page_slots, page_statement
 
 PAGE_SIZE = 20  # the page the REST API and the reception screen fetch
 TARGET_P95_MS = 50.0
@@ -233,7 +233,8 @@ class Paths:
                 return connection.execute(stmt, values).all()
 
             ids = find(execute, SearchQuery(q=q), dialect, PAGE_SIZE)
-            by_id = {p.id: p for p in session.scalars(PAGE, {"ids": ids})}
+            size, values = page_slots(ids)
+            by_id = {p.id: p for p in session.scalars(page_statement(size), values)}
             patients = [by_id[i] for i in ids]
             elapsed = time.perf_counter_ns() - start
             found = [p.id for p in patients]
@@ -267,7 +268,8 @@ class Paths:
                 return self._fetch(sql)
 
             ids = self.searches[search](execute, SearchQuery(q=q), self.dialect.name, PAGE_SIZE)
-            statements.append(self.literal(PAGE, {"ids": ids}))
+            size, values = page_slots(ids)
+            statements.append(self.literal(page_statement(size), values))
             if self.target.backend == "postgresql":
                 self.raw.rollback()
             cached = self.sql_cache[key] = (statements, ids)

@@ -83,14 +83,39 @@ def find_ids(
         terms = _identifier_terms(query.q)
         if terms:
             stmt = _by_identifier(query.birth_year is not None, bool(query.commune_code))
-            return _ids(execute(stmt, {**_filter_values(query), "terms": terms, "n": want}))
+            values = {**_filter_values(query), **_slot_values("term", terms, _TERMS), "n": want}
+            return _ids(execute(stmt, values))
     return _by_name(execute, query, dialect, want, window)
 
 
-# The patients of a page, unordered (the caller puts them in the order of ``ids``). Built once:
-# the statements of a search are fixed for each shape of query, so that building them costs
-# nothing per search; only their parameters change.
-PAGE = select(Patient).where(Patient.id.in_(bindparam("ids", expanding=True)))
+# The statements of a search are built once for each shape of query, so building them costs
+# nothing per search; only their parameters change. Lists of values are padded to a fixed
+# size for the same reason: an expanding IN list is rendered into the SQL anew on every run
+# (measured: a third of the Python cost of a number look-up).
+_PAGE_SIZES = (1, 5, 21, 101)
+
+
+@cache
+def page_statement(size: int) -> Select:
+    """The patients of a page of up to ``size`` ids, unordered."""
+    return select(Patient).where(Patient.id.in_(_slots("id", size, Integer)))
+
+
+def page_slots(ids: list[int]) -> tuple[int, dict[str, Any]]:
+    """The size of ``page_statement`` that loads the patients of ``ids`` (in no order: the
+    caller puts them in the order of ``ids``), and its parameters."""
+    size = next((n for n in _PAGE_SIZES if n >= len(ids)), len(ids))
+    return size, _slot_values("id", ids, size)
+
+
+def _slots(name: str, size: int, type_) -> list:
+    return [bindparam(f"{name}{n}", type_=type_) for n in range(size)]
+
+
+def _slot_values(name: str, values: list, size: int) -> dict[str, Any]:
+    """``values`` padded with its last one: an IN list does not mind a repeat."""
+    padded = values + values[-1:] * (size - len(values)) if values else [None] * size
+    return {f"{name}{n}": value for n, value in enumerate(padded)}
 
 
 def _ids(rows: Sequence[Sequence[Any]]) -> list[int]:
@@ -120,6 +145,9 @@ def _recent_order(dialect: str) -> list[ColumnElement]:
 # --- numbers ---------------------------------------------------------------------------------
 
 
+_TERMS = 3  # a compact number, the ten digits inside a 15-character card, a phone
+
+
 def _identifier_terms(q: str) -> list[str]:
     """What a typed query could be as an identifier: a CCCD, CMND, BHYT (10 or 15), a
     phone in any format, or an MRN."""
@@ -139,7 +167,7 @@ _OTHER = aliased(Patient, name="by_number")
 
 @cache
 def _by_identifier(birth_year: bool, commune: bool) -> Select:
-    terms = bindparam("terms", expanding=True)
+    terms = _slots("term", _TERMS, String)
     by_identifier = select(PatientIdentifier.patient_id).where(PatientIdentifier.value.in_(terms))
     # One IN over a union of three index look-ups: an OR holding a sub-select cannot use an
     # index, and would read the whole patient table.
@@ -194,17 +222,28 @@ def _starts_with(t, dialect: str) -> ColumnElement[bool]:
     )
 
 
-def _word_starts(t, n: int, dialect: str) -> ColumnElement[bool]:
-    """A word of the name starts with typed word ``n``. On PostgreSQL one LIKE on the name
-    with a space in front, served by the trigram index on that expression (two LIKEs would
-    read the same posting lists twice); SQLite's FTS5 index narrows the rows first."""
-    if dialect == "postgresql":
-        # The space inlined, not a bound parameter, so the expression matches the index's.
-        spaced = literal_column("' '", String) + t.search_name
-        return spaced.like(bindparam(f"word{n}", type_=String), escape="\\")
+def _word_starts(t, n: int) -> ColumnElement[bool]:
+    """A word of the name starts with typed word ``n``: the rule itself, which no index
+    serves; the look-ups outside the window narrow the rows first (``_narrowed``)."""
     return t.search_name.like(bindparam(f"first{n}", type_=String), escape="\\") | (
         t.search_name.like(bindparam(f"word{n}", type_=String), escape="\\")
     )
+
+
+def _narrowed(stmt: Select, shape: _Shape) -> Select:
+    """The rows that can hold every typed word, through an index: on PostgreSQL the trigram
+    index on ``' ' || search_name``, on SQLite the FTS5 word index."""
+    if shape.dialect == "postgresql":
+        # The space inlined, not a bound parameter, so the expression matches the index's.
+        spaced = literal_column("' '", String) + Patient.search_name
+        grams = (
+            spaced.like(bindparam(f"grams{n}", type_=String), escape="\\")
+            for n in range(shape.words)
+        )
+        return stmt.where(*grams)
+    if shape.fts:
+        return stmt.where(Patient.id.in_(_FTS_ROWS))
+    return stmt
 
 
 def _name_values(folded: str, dialect: str) -> dict[str, Any]:
@@ -219,6 +258,11 @@ def _name_values(folded: str, dialect: str) -> dict[str, Any]:
         escaped = _like_escaped(token)
         values[f"word{n}"] = f"% {escaped}%"
         values[f"first{n}"] = f"{escaped}%"
+        # PostgreSQL's trigram look-up: the word anywhere reads half the posting lists that
+        # the word after a space does (no trigrams of the padding, shared by every word
+        # starting with the same letter); a word under three letters has no trigram of its
+        # own and keeps the space. _word_starts then holds the rows to the rule.
+        values[f"grams{n}"] = f"%{escaped}%" if len(token) >= 3 else f"% {escaped}%"
     return values
 
 
@@ -264,7 +308,7 @@ class _Shape:
         starts = _starts_with(t, self.dialect)
         if tier == PREFIX:
             return and_(starts, t.search_name != folded)
-        words = (_word_starts(t, n, self.dialect) for n in range(self.words))
+        words = (_word_starts(t, n) for n in range(self.words))
         return and_(*words, not_(starts))
 
 
@@ -305,8 +349,8 @@ def _statements(shape: _Shape) -> _Statements:
             shape.condition(tier, Patient),
             Patient.id.not_in(select(recent.c.id)),
         )
-        if shape.fts and tier == WORDS:
-            stmt = stmt.where(Patient.id.in_(_FTS_ROWS))
+        if tier == WORDS:
+            stmt = _narrowed(stmt, shape)
         rest[tier] = stmt.order_by(*_sorted_by_recency(Patient)).limit(_N)
     exact = (
         select(Patient.id)

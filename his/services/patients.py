@@ -10,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
+    Select,
     and_,
     func,
     or_,
@@ -50,7 +52,7 @@ from his.services import audit, counters
 from his.services.access import PATIENT_ROLES, REGISTRATION_ROLES, Principal
 from his.services.admin_units import resolve_address
 from his.services.bhyt_check import CardChecker, apply_check
-from his.services.patient_search import PAGE, SearchQuery, find_ids
+from his.services.patient_search import SearchQuery, find_ids, page_slots, page_statement
 from his.text import clean, fold_vi
 
 MRN_COUNTER = "mrn"
@@ -594,7 +596,9 @@ def update_patient(
 # --- searching ---------------------------------------------------------------------------------
 
 
-_SEARCH_PAGE = PAGE.options(*_eager())
+@cache
+def _search_page(size: int) -> Select:
+    return page_statement(size).options(*_eager())
 
 
 @dataclass(frozen=True)
@@ -627,7 +631,8 @@ def search_patients(
         offset + limit + 1,
     )
     page = ids[offset : offset + limit]
-    loaded = session.scalars(_SEARCH_PAGE, {"ids": page})
+    size, values = page_slots(page)
+    loaded = session.scalars(_search_page(size), values)
     by_id = {patient.id: patient for patient in loaded}
     return SearchPage([by_id[pid] for pid in page], has_more=len(ids) > offset + limit)
 

@@ -24,10 +24,11 @@ _RECENT_PG = (
     "(last_visit_at DESC NULLS LAST, search_name, id, birth_year, commune_code) "
     "WHERE merged_into_id IS NULL"
 )
-# SQLite sorts NULL below every value, so DESC already puts the never-seen last.
+# SQLite sorts NULL below every value, so DESC already puts the never-seen last; it reads
+# a partial index alone only when the index also holds the column of its condition.
 _RECENT_SQLITE = (
     "CREATE INDEX ix_patient_recent ON patient "
-    "(last_visit_at DESC, search_name, id, birth_year, commune_code) "
+    "(last_visit_at DESC, search_name, id, birth_year, commune_code, merged_into_id) "
     "WHERE merged_into_id IS NULL"
 )
 # A name that starts with what was typed: the database's collation is not C everywhere,
