@@ -3,8 +3,9 @@
 Ranked: a patient holding the typed number as an identifier first; otherwise, in tiers,
 names equal to what was typed, names starting with it, then names holding every typed word
 at the start of one of their words, in any order (``an nguyen`` finds Nguyễn Văn An). Within
-a tier the latest visit comes first, then the name, then the id: one total order, so page 2
-follows page 1 exactly.
+a tier the latest visit comes first, then the latest registered (the highest id): one total
+order, so page 2 follows page 1 exactly. (The latest registered, not the name, so that in an
+index nobody has visited yet the window below is not the alphabet's first names.)
 
 Why it runs as several statements: a common name (``an nguyen``, or ``nguyen`` typed on
 the way to a full name) matches tens of thousands of patients at a province's size, and
@@ -37,8 +38,8 @@ from sqlalchemy import (
     bindparam,
     case,
     column,
+    literal,
     literal_column,
-    not_,
     select,
     table,
     true,
@@ -59,8 +60,10 @@ RECENT_WINDOW = 5_000
 # Runs one statement with its parameters and returns the rows.
 Execute = Callable[[Select, dict[str, Any]], Sequence[Sequence[Any]]]
 
-# Tiers of a name search, best first.
-EXACT, PREFIX, WORDS = 1, 2, 3
+# Tiers of a name search, best first: the name typed exactly; a name starting with it; a name
+# holding every typed word as a whole word (``van an`` → Nguyễn Văn An); a name with a word
+# starting with every typed word (``van an`` → Nguyễn Văn Anh).
+EXACT, PREFIX, WHOLE, WORDS = 1, 2, 3, 4
 
 # A record merged into another is found as the survivor only.
 _LIVE = Patient.merged_into_id.is_(None)
@@ -130,7 +133,7 @@ def _sorted_by_recency(t) -> list[ColumnElement]:
     the matches it found instead of walking ``ix_patient_recent`` until twenty match, which
     it would otherwise choose for a name it wrongly thinks common (measured: 175 ms for
     ``nguyen van a``). ``IS NULL`` first is ``DESC NULLS LAST`` on both databases."""
-    return [t.last_visit_at.is_(None), t.last_visit_at.desc(), t.search_name, t.id]
+    return [t.last_visit_at.is_(None), t.last_visit_at.desc(), t.id.desc()]
 
 
 def _recent_order(dialect: str) -> list[ColumnElement]:
@@ -139,7 +142,7 @@ def _recent_order(dialect: str) -> list[ColumnElement]:
         first = Patient.last_visit_at.desc().nulls_last()
     else:
         first = Patient.last_visit_at.desc()  # SQLite sorts NULL lowest: last when DESC
-    return [first, Patient.search_name, Patient.id]
+    return [first, Patient.id.desc()]
 
 
 # --- numbers ---------------------------------------------------------------------------------
@@ -210,23 +213,27 @@ def _like_escaped(token: str) -> str:
     return token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _like(expression, name: str) -> ColumnElement[bool]:
+    return expression.like(bindparam(name, type_=String), escape="\\")
+
+
+def _spaced(t, after: bool = False):
+    """The name with a space in front (and behind): a word of it then starts after a space.
+    The spaces are inlined, not bound parameters, so the expression matches the trigram
+    index's (``' ' || search_name``)."""
+    spaced = literal_column("' '", String) + t.search_name
+    return spaced + literal_column("' '", String) if after else spaced
+
+
 def _starts_with(t, dialect: str) -> ColumnElement[bool]:
     """The name starts with what was typed: LIKE on PostgreSQL (served by the
     text_pattern_ops index), a range on SQLite's plain index (its LIKE ignores case and so
-    no index)."""
+    no index serves it)."""
     if dialect == "postgresql":
-        return t.search_name.like(bindparam("prefix", type_=String), escape="\\")
+        return _like(t.search_name, "prefix")
     return and_(
         t.search_name >= bindparam("folded", type_=String),
         t.search_name < bindparam("folded_end", type_=String),
-    )
-
-
-def _word_starts(t, n: int) -> ColumnElement[bool]:
-    """A word of the name starts with typed word ``n``: the rule itself, which no index
-    serves; the look-ups outside the window narrow the rows first (``_narrowed``)."""
-    return t.search_name.like(bindparam(f"first{n}", type_=String), escape="\\") | (
-        t.search_name.like(bindparam(f"word{n}", type_=String), escape="\\")
     )
 
 
@@ -234,34 +241,26 @@ def _narrowed(stmt: Select, shape: _Shape) -> Select:
     """The rows that can hold every typed word, through an index: on PostgreSQL the trigram
     index on ``' ' || search_name``, on SQLite the FTS5 word index."""
     if shape.dialect == "postgresql":
-        # The space inlined, not a bound parameter, so the expression matches the index's.
-        spaced = literal_column("' '", String) + Patient.search_name
-        grams = (
-            spaced.like(bindparam(f"grams{n}", type_=String), escape="\\")
-            for n in range(shape.words)
-        )
-        return stmt.where(*grams)
+        return stmt.where(*(_like(_spaced(Patient), f"grams{n}") for n in range(shape.words)))
     if shape.fts:
         return stmt.where(Patient.id.in_(_FTS_ROWS))
     return stmt
 
 
-def _name_values(folded: str, dialect: str) -> dict[str, Any]:
+def _name_values(folded: str) -> dict[str, Any]:
     """The parameters of the name statements for what was typed."""
-    values: dict[str, Any] = {"folded": folded}
-    if dialect == "postgresql":
-        values["prefix"] = _like_escaped(folded) + "%"
-    else:
-        # Every string that starts with ``folded`` sorts below ``folded`` + the last code point.
-        values["folded_end"] = folded + "\U0010ffff"
+    values: dict[str, Any] = {"folded": folded, "prefix": _like_escaped(folded) + "%"}
+    # Every string that starts with ``folded`` sorts below ``folded`` + the last code point.
+    values["folded_end"] = folded + "\U0010ffff"
     for n, token in enumerate(folded.split()):
         escaped = _like_escaped(token)
-        values[f"word{n}"] = f"% {escaped}%"
         values[f"first{n}"] = f"{escaped}%"
+        values[f"word{n}"] = f"% {escaped}%"
+        values[f"whole{n}"] = f"% {escaped} %"
         # PostgreSQL's trigram look-up: the word anywhere reads half the posting lists that
         # the word after a space does (no trigrams of the padding, shared by every word
         # starting with the same letter); a word under three letters has no trigram of its
-        # own and keeps the space. _word_starts then holds the rows to the rule.
+        # own and keeps the space. The tier conditions then hold the rows to the rule.
         values[f"grams{n}"] = f"%{escaped}%" if len(token) >= 3 else f"% {escaped}%"
     return values
 
@@ -295,28 +294,43 @@ class _Shape:
     fts: bool  # SQLite: the word index can narrow the rows
 
     def tiers(self) -> tuple[int, ...]:
-        return (EXACT, PREFIX, WORDS) if self.words else (PREFIX,)
+        return (EXACT, PREFIX, WHOLE, WORDS) if self.words else (PREFIX,)
 
-    def condition(self, tier: int, t) -> ColumnElement[bool]:
-        """Patients of ``tier``, over any object with the patient's column names (the table,
-        or the window's columns)."""
+    def matches(self, t) -> ColumnElement[bool]:
+        """In some tier: every typed word starts a word of the name (an equal name and a
+        name starting with what was typed are no exception)."""
+        starts = (
+            _like(t.search_name, f"first{n}") | _like(t.search_name, f"word{n}")
+            for n in range(self.words)
+        )
+        return and_(true(), *starts)
+
+    def tier_of(self, t) -> ColumnElement[int]:
+        """The tier of a patient that ``matches``, over any object with the patient's
+        column names (the table, or the window's columns)."""
         if not self.words:
-            return true()  # filters only: every patient is in the one tier
-        folded = bindparam("folded", type_=String)
-        if tier == EXACT:
-            return t.search_name == folded
-        starts = _starts_with(t, self.dialect)
-        if tier == PREFIX:
-            return and_(starts, t.search_name != folded)
-        words = (_word_starts(t, n) for n in range(self.words))
-        return and_(*words, not_(starts))
+            return literal(PREFIX, Integer)  # filters only: every patient is in one tier
+        whole = (_like(_spaced(t, after=True), f"whole{n}") for n in range(self.words))
+        return case(
+            (t.search_name == bindparam("folded", type_=String), EXACT),
+            (_starts_with(t, self.dialect), PREFIX),
+            (and_(*whole), WHOLE),
+            else_=WORDS,
+        )
 
 
 @dataclass(frozen=True)
 class _Statements:
-    exact: Select
+    exact: Select  # every equal name, in rank order
     window: Select  # (id, tier) of the window's matches, in rank order
-    rest: dict[int, Select]  # per tier: its matches outside the window, in rank order
+    # (first tier, whether to leave out the window's rows) → (id, tier) of the matches in
+    # the tiers of _LOOKED_UP_TOGETHER[first], in rank order
+    rest: dict[tuple[int, bool], Select]
+
+
+# The tiers whose rows outside the window one statement finds: a name starting with what was
+# typed through the name (prefix) index; the word tiers through one read of the word index.
+_LOOKED_UP_TOGETHER = {PREFIX: (PREFIX,), WHOLE: (WHOLE, WORDS), WORDS: (WORDS,)}
 
 
 @cache
@@ -335,26 +349,31 @@ def _statements(shape: _Shape) -> _Statements:
         .limit(bindparam("window", type_=Integer))
         .subquery("recent")
     )
-    tier_of = case(*((shape.condition(tier, recent.c), tier) for tier in shape.tiers()))
     window = (
-        select(recent.c.id, tier_of)
-        .where(filters(recent.c), tier_of.is_not(None))
+        select(recent.c.id, shape.tier_of(recent.c))
+        .where(filters(recent.c), shape.matches(recent.c))
         .order_by(*_sorted_by_recency(recent.c))
     )
+    tier = shape.tier_of(Patient)
+    live = select(Patient.id, tier).where(_LIVE, filters(Patient))
+    if shape.words:
+        starting = live.where(_starts_with(Patient, shape.dialect))
+        words = _narrowed(live.where(shape.matches(Patient)), shape)
+    else:
+        starting = words = live  # filters only
     rest = {}
-    for tier in shape.tiers():
-        stmt = select(Patient.id).where(
-            _LIVE,
-            filters(Patient),
-            shape.condition(tier, Patient),
-            Patient.id.not_in(select(recent.c.id)),
-        )
-        if tier == WORDS:
-            stmt = _narrowed(stmt, shape)
-        rest[tier] = stmt.order_by(*_sorted_by_recency(Patient)).limit(_N)
+    for first in shape.tiers():
+        if first == EXACT:
+            continue
+        matching = starting if first == PREFIX else words
+        last = _LOOKED_UP_TOGETHER[first][-1]
+        ordered = matching.where(tier.between(first, last))
+        ordered = ordered.order_by(tier, *_sorted_by_recency(Patient))
+        rest[first, False] = ordered.limit(_N)
+        rest[first, True] = ordered.where(Patient.id.not_in(select(recent.c.id))).limit(_N)
     exact = (
         select(Patient.id)
-        .where(_LIVE, filters(Patient), shape.condition(EXACT, Patient))
+        .where(_LIVE, filters(Patient), Patient.search_name == bindparam("folded", type_=String))
         .order_by(*_sorted_by_recency(Patient))
         .limit(_N)
     )
@@ -369,25 +388,38 @@ def _by_name(execute: Execute, query: SearchQuery, dialect: str, want: int, wind
         dialect, len(tokens), query.birth_year is not None, bool(query.commune_code), bool(fts)
     )
     statements = _statements(shape)
-    values = {**_name_values(folded, dialect), **_filter_values(query), "window": window}
-    if fts:
-        values["fts"] = fts
+    values = {**_name_values(folded), **_filter_values(query), "window": window, "fts": fts}
     found: list[int] = []
-    in_window: list[tuple[int, int]] | None = None
-    for tier in shape.tiers():
+    tiers = shape.tiers()
+    if tiers[0] == EXACT:
+        # Served by the plain name index; even the commonest full name is few enough to sort.
+        found += _ids(execute(statements.exact, {**values, "n": want}))
+        tiers = tiers[1:]
+    if len(found) >= want:
+        return found
+    in_window: dict[int, list[int]] = {tier: [] for tier in tiers}
+    for pid, tier in execute(statements.window, values):
+        if tier in in_window:
+            in_window[tier].append(pid)
+    n = 0
+    while n < len(tiers) and len(found) < want:
+        tier = tiers[n]
         missing = want - len(found)
-        if missing <= 0:
-            break
-        if tier == EXACT:
-            # Served by the plain name index; even the commonest full name is few enough
-            # to sort.
-            found += _ids(execute(statements.exact, {**values, "n": missing}))
+        found += in_window[tier][:missing]
+        if len(in_window[tier]) >= missing:
+            n += 1
             continue
-        if in_window is None:
-            in_window = [(row[0], row[1]) for row in execute(statements.window, values)]
-        seen = [pid for pid, t in in_window if t == tier][:missing]
-        found += seen
-        if len(seen) < missing:
-            rest = {**values, "n": missing - len(seen)}
-            found += _ids(execute(statements.rest[tier], rest))
-    return found
+        # The window cannot fill this tier: the rest of it (and of the tiers looked up with
+        # it, in one read of the index), each tier's rows after its rows from the window.
+        # With none of them in the window, the statement need not leave its rows out.
+        together = _LOOKED_UP_TOGETHER[tier] if shape.words else (tier,)
+        outside = any(in_window[t] for t in together)
+        rows = execute(statements.rest[tier, outside], {**values, "n": want - len(found)})
+        beyond: dict[int, list[int]] = {t: [] for t in together}
+        for pid, t in rows:
+            beyond[t].append(pid)
+        found += beyond[tier]
+        for t in together[1:]:
+            found += in_window[t] + beyond[t]
+        n += len(together)
+    return found[:want]

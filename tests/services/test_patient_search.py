@@ -22,7 +22,7 @@ START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 @pytest.fixture
 def patients(db_session):
     """Eighty patients from few names (many share one), a third never seen, some seen at the
-    same moment (ties go by name, then id), a few merged away."""
+    same moment (ties go to the latest registered), a few merged away."""
     rng = random.Random(1)
     facility = FacilityFactory()
     made = []
@@ -60,10 +60,17 @@ def expected(patients, query: SearchQuery) -> list[int]:
         words = p.search_name.split()
         if not all(any(w.startswith(t) for w in words) for t in tokens):
             continue
-        tier = 1 if p.search_name == folded else 2 if p.search_name.startswith(folded) else 3
+        if p.search_name == folded:
+            tier = 1
+        elif p.search_name.startswith(folded):
+            tier = 2
+        elif all(t in words for t in tokens):
+            tier = 3  # every typed word is a whole word of the name
+        else:
+            tier = 4
         seen = p.last_visit_at
         recency = (1, 0.0) if seen is None else (0, -seen.timestamp())
-        rows.append(((tier, *recency, p.search_name, p.id), p.id))
+        rows.append(((tier, *recency, -p.id), p.id))
     return [pid for _key, pid in sorted(rows)]
 
 
