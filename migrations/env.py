@@ -22,7 +22,11 @@ def _render_item(type_, obj, autogen_context):
 
 # Search structures that differ by database (0004, 0009) live in the migrations alone: the
 # models cannot describe them on both.
-_MIGRATION_ONLY_INDEXES = ("ix_patient_recent", "ix_patient_search_name_prefix")
+_MIGRATION_ONLY_INDEXES = (
+    "ix_patient_recent",
+    "ix_patient_search_name_prefix",
+    "ix_patient_search_lexemes",
+)
 _MIGRATION_ONLY_TABLE_PREFIX = "patient_name_fts"  # SQLite's FTS5 table and its shadows
 
 

@@ -23,6 +23,7 @@ the page's patients, and the benchmark runs the very same SQL through the bare d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from sqlalchemy import (
     bindparam,
     case,
     column,
+    func,
     literal,
     literal_column,
     select,
@@ -237,14 +239,46 @@ def _starts_with(t, dialect: str) -> ColumnElement[bool]:
     )
 
 
-def _narrowed(stmt: Select, shape: _Shape) -> Select:
-    """The rows that can hold every typed word, through an index: on PostgreSQL the trigram
-    index on ``' ' || search_name``, on SQLite the FTS5 word index."""
+def _narrowed(stmt: Select, shape: _Shape, whole: bool) -> Select:
+    """The rows that can hold every typed word (as a whole word when ``whole``), through a
+    word index; the tier conditions then hold the rows to the rule. PostgreSQL: the typed
+    words anywhere in the name through the trigram index on ``' ' || search_name``, whole
+    words as lexemes through the index on ``to_tsvector('simple', search_name)`` (trigrams
+    of word ends are too common to be quick). SQLite: the FTS5 word index, by prefix or by
+    whole word."""
     if shape.dialect == "postgresql":
+        if whole and shape.lexemes:
+            return stmt.where(_LEXEMES.op("@@")(_LEXEME_QUERY))
         return stmt.where(*(_like(_spaced(Patient), f"grams{n}") for n in range(shape.words)))
-    if shape.fts:
-        return stmt.where(Patient.id.in_(_FTS_ROWS))
+    if shape.lexemes:
+        return stmt.where(Patient.id.in_(_FTS_WHOLE_ROWS if whole else _FTS_ROWS))
     return stmt
+
+
+_SIMPLE = literal_column("'simple'")
+_LEXEMES = func.to_tsvector(_SIMPLE, Patient.search_name)
+_LEXEME_QUERY = func.to_tsquery(_SIMPLE, bindparam("lexemes", type_=String))
+
+
+def _runs(token: str) -> list[str]:
+    """The letters-and-digits runs of a typed word: how the word indexes split a name
+    (``o'neil`` → ``o``, ``neil``), so that looking up every run finds a superset."""
+    return re.findall(r"[^\W_]+", token)
+
+
+def _word_index_values(tokens: list[str]) -> dict[str, str] | None:
+    """The look-ups of the word indexes for the typed words; None when no word has a letter
+    or digit to look up. SQLite: FTS5 queries (a quoted run, ``*`` for a prefix). PostgreSQL:
+    a tsquery of whole lexemes (the runs hold no tsquery operator)."""
+    runs = [run for token in tokens for run in _runs(token)]
+    if not runs:
+        return None
+    phrases = ['"' + " ".join(_runs(token)) + '"' for token in tokens if _runs(token)]
+    return {
+        "fts": " ".join(phrase + "*" for phrase in phrases),
+        "fts_whole": " ".join(phrases),
+        "lexemes": " & ".join(runs),
+    }
 
 
 def _name_values(folded: str) -> dict[str, Any]:
@@ -265,22 +299,13 @@ def _name_values(folded: str) -> dict[str, Any]:
     return values
 
 
-def _fts_match(tokens: list[str]) -> str | None:
-    """SQLite: an FTS5 query for names with a word starting with every token: a superset of
-    the LIKE conditions (FTS5 also splits at punctuation, so ``o'neil`` is the phrase
-    ``o neil*``). None when no token has a letter or digit for FTS5 to look up."""
-    phrases = [
-        '"' + token.replace('"', '""') + '"*'
-        for token in tokens
-        if any(ch.isalnum() for ch in token)
-    ]
-    return " ".join(phrases) if phrases else None
+def _fts_rows(parameter: str) -> Select:
+    matches = literal_column("patient_name_fts").op("MATCH")(bindparam(parameter, type_=String))
+    return select(table("patient_name_fts", column("rowid", Integer)).c.rowid).where(matches)
 
 
-_FTS = table("patient_name_fts", column("rowid", Integer))
-_FTS_ROWS = select(_FTS.c.rowid).where(
-    literal_column("patient_name_fts").op("MATCH")(bindparam("fts", type_=String))
-)
+_FTS_ROWS = _fts_rows("fts")
+_FTS_WHOLE_ROWS = _fts_rows("fts_whole")
 
 
 @dataclass(frozen=True)
@@ -291,7 +316,7 @@ class _Shape:
     words: int  # typed words; 0 when searching by the filters alone
     birth_year: bool
     commune: bool
-    fts: bool  # SQLite: the word index can narrow the rows
+    lexemes: bool  # the typed words have letters or digits for a word index to look up
 
     def tiers(self) -> tuple[int, ...]:
         return (EXACT, PREFIX, WHOLE, WORDS) if self.words else (PREFIX,)
@@ -323,14 +348,8 @@ class _Shape:
 class _Statements:
     exact: Select  # every equal name, in rank order
     window: Select  # (id, tier) of the window's matches, in rank order
-    # (first tier, whether to leave out the window's rows) → (id, tier) of the matches in
-    # the tiers of _LOOKED_UP_TOGETHER[first], in rank order
+    # (tier, whether to leave out the window's rows) → the ids of the tier, in rank order
     rest: dict[tuple[int, bool], Select]
-
-
-# The tiers whose rows outside the window one statement finds: a name starting with what was
-# typed through the name (prefix) index; the word tiers through one read of the word index.
-_LOOKED_UP_TOGETHER = {PREFIX: (PREFIX,), WHOLE: (WHOLE, WORDS), WORDS: (WORDS,)}
 
 
 @cache
@@ -354,23 +373,19 @@ def _statements(shape: _Shape) -> _Statements:
         .where(filters(recent.c), shape.matches(recent.c))
         .order_by(*_sorted_by_recency(recent.c))
     )
-    tier = shape.tier_of(Patient)
-    live = select(Patient.id, tier).where(_LIVE, filters(Patient))
-    if shape.words:
-        starting = live.where(_starts_with(Patient, shape.dialect))
-        words = _narrowed(live.where(shape.matches(Patient)), shape)
-    else:
-        starting = words = live  # filters only
+    live = select(Patient.id).where(_LIVE, filters(Patient))
+    tier_of = shape.tier_of(Patient)
     rest = {}
-    for first in shape.tiers():
-        if first == EXACT:
-            continue
-        matching = starting if first == PREFIX else words
-        last = _LOOKED_UP_TOGETHER[first][-1]
-        ordered = matching.where(tier.between(first, last))
-        ordered = ordered.order_by(tier, *_sorted_by_recency(Patient))
-        rest[first, False] = ordered.limit(_N)
-        rest[first, True] = ordered.where(Patient.id.not_in(select(recent.c.id))).limit(_N)
+    for tier in shape.tiers():
+        if not shape.words:
+            matching = live  # filters only
+        elif tier == PREFIX:
+            matching = live.where(_starts_with(Patient, shape.dialect))
+        else:
+            matching = _narrowed(live.where(shape.matches(Patient)), shape, tier == WHOLE)
+        ordered = matching.where(tier_of == tier).order_by(*_sorted_by_recency(Patient))
+        rest[tier, False] = ordered.limit(_N)
+        rest[tier, True] = ordered.where(Patient.id.not_in(select(recent.c.id))).limit(_N)
     exact = (
         select(Patient.id)
         .where(_LIVE, filters(Patient), Patient.search_name == bindparam("folded", type_=String))
@@ -383,12 +398,17 @@ def _statements(shape: _Shape) -> _Statements:
 def _by_name(execute: Execute, query: SearchQuery, dialect: str, want: int, window: int):
     folded = fold_vi(query.q)
     tokens = folded.split()
-    fts = _fts_match(tokens) if dialect == "sqlite" else None
+    looked_up = _word_index_values(tokens)
     shape = _Shape(
-        dialect, len(tokens), query.birth_year is not None, bool(query.commune_code), bool(fts)
+        dialect,
+        len(tokens),
+        query.birth_year is not None,
+        bool(query.commune_code),
+        looked_up is not None,
     )
     statements = _statements(shape)
-    values = {**_name_values(folded), **_filter_values(query), "window": window, "fts": fts}
+    values = {**_name_values(folded), **_filter_values(query), "window": window}
+    values.update(looked_up or {})
     found: list[int] = []
     tiers = shape.tiers()
     if tiers[0] == EXACT:
@@ -401,25 +421,15 @@ def _by_name(execute: Execute, query: SearchQuery, dialect: str, want: int, wind
     for pid, tier in execute(statements.window, values):
         if tier in in_window:
             in_window[tier].append(pid)
-    n = 0
-    while n < len(tiers) and len(found) < want:
-        tier = tiers[n]
+    for tier in tiers:
         missing = want - len(found)
-        found += in_window[tier][:missing]
-        if len(in_window[tier]) >= missing:
-            n += 1
-            continue
-        # The window cannot fill this tier: the rest of it (and of the tiers looked up with
-        # it, in one read of the index), each tier's rows after its rows from the window.
-        # With none of them in the window, the statement need not leave its rows out.
-        together = _LOOKED_UP_TOGETHER[tier] if shape.words else (tier,)
-        outside = any(in_window[t] for t in together)
-        rows = execute(statements.rest[tier, outside], {**values, "n": want - len(found)})
-        beyond: dict[int, list[int]] = {t: [] for t in together}
-        for pid, t in rows:
-            beyond[t].append(pid)
-        found += beyond[tier]
-        for t in together[1:]:
-            found += in_window[t] + beyond[t]
-        n += len(together)
-    return found[:want]
+        if missing <= 0:
+            break
+        seen = in_window[tier][:missing]
+        found += seen
+        if len(seen) < missing:
+            # The window cannot fill this tier: the rest of it comes from the whole table.
+            # With none of the tier in the window, the statement need not leave its rows out.
+            outside = statements.rest[tier, bool(seen)]
+            found += _ids(execute(outside, {**values, "n": missing - len(seen)}))
+    return found

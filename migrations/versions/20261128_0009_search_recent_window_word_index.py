@@ -1,4 +1,4 @@
-"""search: the recent-patients window, a prefix index, and a word index for SQLite
+"""search: the recent-patients window, prefix and whole-word indexes, a word index for SQLite
 
 Revision ID: 0009
 Revises: 0008
@@ -35,6 +35,13 @@ _RECENT_SQLITE = (
 # so the plain index cannot serve LIKE 'x%' (SQLite uses a range on its plain index).
 _PREFIX_PG = "CREATE INDEX ix_patient_search_name_prefix ON patient (search_name text_pattern_ops)"
 
+# A name holding every typed word as a whole word ranks above one where a word only starts
+# with it; trigrams of word ends are too common to find those quickly, lexemes are not.
+_LEXEMES_PG = (
+    "CREATE INDEX ix_patient_search_lexemes ON patient "
+    "USING gin (to_tsvector('simple', search_name))"
+)
+
 # SQLite has no trigram index: an FTS5 word index over the folded name, kept by triggers
 # (so bulk SQL and loaders keep it too) and read by rowid = patient.id. A later migration
 # that rebuilds ``patient`` on SQLite (batch mode) drops the triggers and must make them
@@ -68,6 +75,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_RECENT_PG)
         op.execute(_PREFIX_PG)
+        op.execute(_LEXEMES_PG)
     else:
         op.execute(_RECENT_SQLITE)
         for statement in _FTS_SQLITE:
@@ -76,6 +84,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_patient_search_lexemes")
         op.execute("DROP INDEX IF EXISTS ix_patient_search_name_prefix")
     else:
         for statement in _FTS_SQLITE_DROP:
