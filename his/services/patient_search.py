@@ -1,8 +1,9 @@
 """Finding patients in the province-wide index.
 
 Ranked: a patient holding the typed number as an identifier first; otherwise, in tiers,
-names equal to what was typed, names starting with it, then names holding every typed word
-at the start of one of their words, in any order (``an nguyen`` finds Nguyễn Văn An). Within
+names equal to what was typed, names starting with it, names holding every typed word as a
+whole word, then names with a word starting with every typed word, in any order (``an
+nguyen`` finds Nguyễn Văn An, then Nguyễn Văn Anh). Within
 a tier the latest visit comes first, then the latest registered (the highest id): one total
 order, so page 2 follows page 1 exactly. (The latest registered, not the name, so that in an
 index nobody has visited yet the window below is not the alphabet's first names.)
@@ -18,7 +19,8 @@ same as one statement ranking everything (``tests/services/test_patient_search.p
 this against a plain Python ranking).
 
 Each statement selects ids only and goes through an ``Execute`` function: the caller loads
-the page's patients, and the benchmark runs the very same SQL through the bare driver.
+the page's patients (``page_statement``), and the benchmark runs the very same SQL through
+the bare driver.
 """
 
 from __future__ import annotations
@@ -373,10 +375,18 @@ def _statements(shape: _Shape) -> _Statements:
         .where(filters(recent.c), shape.matches(recent.c))
         .order_by(*_sorted_by_recency(recent.c))
     )
+    exact = (
+        select(Patient.id)
+        .where(_LIVE, filters(Patient), Patient.search_name == bindparam("folded", type_=String))
+        .order_by(*_sorted_by_recency(Patient))
+        .limit(_N)
+    )
     live = select(Patient.id).where(_LIVE, filters(Patient))
     tier_of = shape.tier_of(Patient)
     rest = {}
     for tier in shape.tiers():
+        if tier == EXACT:
+            continue  # the statement above finds every equal name
         if not shape.words:
             matching = live  # filters only
         elif tier == PREFIX:
@@ -386,12 +396,6 @@ def _statements(shape: _Shape) -> _Statements:
         ordered = matching.where(tier_of == tier).order_by(*_sorted_by_recency(Patient))
         rest[tier, False] = ordered.limit(_N)
         rest[tier, True] = ordered.where(Patient.id.not_in(select(recent.c.id))).limit(_N)
-    exact = (
-        select(Patient.id)
-        .where(_LIVE, filters(Patient), Patient.search_name == bindparam("folded", type_=String))
-        .order_by(*_sorted_by_recency(Patient))
-        .limit(_N)
-    )
     return _Statements(exact, window, rest)
 
 
