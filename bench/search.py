@@ -9,12 +9,13 @@ name, a CCCD, a phone, a 10-digit BHYT number, an MRN, …) it samples realistic
 strings from the loaded data (seeded), warms up, then times every query on both paths,
 alternating which goes first:
 
-* ``app``: ``patient_search.find_ids`` for a page of 20 through a SQLAlchemy ``Session``
-  (the statements the REST API and the reception screen run), then the page's patients
-  as ORM objects: from building the first statement to the list of ``Patient`` objects;
-* ``raw``: the same statements (a search runs two to five, see ``patient_search``)
-  compiled once to SQL text with literal values, executed one after the other through the
-  DBAPI cursor (psycopg / sqlite3), each with ``fetchall()``.
+* ``app``: ``patient_search.search`` for a page of 20 through a SQLAlchemy ``Session``, as
+  the REST API and the reception screen run it (without the REST answer's eager loads):
+  from the first statement to the list of ``Patient`` objects;
+* ``raw``: the same statements (one for a number, two to five for a name, see
+  ``patient_search``) with the same parameters, recorded from SQLAlchemy once per query
+  string, executed one after the other through the DBAPI cursor (psycopg / sqlite3), each
+  with ``fetchall()``, parsed and planned by the database every time.
 
 Both paths open a transaction for the search (inside the timing) and roll it back
 (outside). ``raw`` is the floor: what the database itself needs for this SQL, plus a round
@@ -39,14 +40,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from common import META_TABLE, RESULTS_DIR, Target, display_url, log, resolve, write_json
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, event, text
 from sqlalchemy.orm import Session
 
 from his.db import make_engine
-from his.services.patient_search import SearchQuery, find_ids, page_slots, page_statement
+from his.services.patient_search import SearchQuery, search
 
 PAGE_SIZE = 20  # the page the REST API and the reception screen fetch
 TARGET_P95_MS = 50.0
@@ -187,7 +189,7 @@ class Paths:
         self.engine = make_engine(target.url)
         self.sa_conn = self.engine.connect()  # checked out once: no pool ping per query
         self.dialect = self.engine.dialect
-        self.searches: dict[str, Callable] = {"app": find_ids}
+        self.searches: dict[str, Callable] = {"app": search}
         if variant is not None:
             self.searches["fix"] = variant
         if target.backend == "postgresql":
@@ -195,8 +197,8 @@ class Paths:
             self.raw = psycopg.connect(target.conninfo, prepare_threshold=None)
         else:
             self.raw = sqlite3.connect(target.path, isolation_level=None, cached_statements=0)
-        # (search, q) -> the statements it runs, with literal values, and the ids it found
-        self.sql_cache: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
+        # (search, q) -> the statements it runs with their parameters, and the ids it found
+        self.sql_cache: dict[tuple[str, str], tuple[list[tuple[str, Any]], list[int]]] = {}
 
     def set_option(self, setting: str) -> None:
         """A session setting (``name=value``) on both connections (PostgreSQL)."""
@@ -220,76 +222,46 @@ class Paths:
         return self._orm(path, q)
 
     def _orm(self, search: str, q: str) -> tuple[float, list[int]]:
-        """The search as the app runs it: the ids through the session, then the page's
-        patients as ORM objects (as ``search_patients`` loads them, without the eager
-        loads of identifiers, allergies and cards that the REST answer adds)."""
-        find = self.searches[search]
-        dialect = self.dialect.name
+        """The search as the app runs it (``patient_search.search``, as ``search_patients``
+        calls it, without the eager loads of identifiers, allergies and cards that the REST
+        answer adds): from the first statement to the page's ``Patient`` objects."""
         with Session(bind=self.sa_conn) as session:
             start = time.perf_counter_ns()
-            connection = session.connection()
-
-            def execute(stmt, values):
-                return connection.execute(stmt, values).all()
-
-            ids = find(execute, SearchQuery(q=q), dialect, PAGE_SIZE)
-            size, values = page_slots(ids)
-            by_id = {p.id: p for p in session.scalars(page_statement(size), values)}
-            patients = [by_id[i] for i in ids]
+            patients, _more = self.searches[search](session, SearchQuery(q=q), 0, PAGE_SIZE)
             elapsed = time.perf_counter_ns() - start
             found = [p.id for p in patients]
             session.rollback()
         return elapsed / 1e6, found
 
-    def literal(self, stmt, values: dict) -> str:
-        used = {k: v for k, v in values.items() if k in stmt.compile().binds}
-        sql = str(
-            stmt.params(used).compile(dialect=self.dialect, compile_kwargs={"literal_binds": True})
-        )
-        if self.target.backend == "postgresql":
-            # psycopg's paramstyle doubles literal percent signs; no parameters are sent
-            # here, so undo it (the search strings themselves hold no "%").
-            sql = sql.replace("%%", "%")
-        return sql
-
-    def sql(self, search: str, q: str) -> tuple[list[str], list[int]]:
-        """Every statement the search runs for ``q``, in order, with literal values, and
-        the ids found: by running it once through the driver (the same data gives the same
-        steps)."""
+    def sql(self, search: str, q: str) -> tuple[list[tuple[str, Any]], list[int]]:
+        """Every statement the search runs for ``q``, in order, with its parameters, as
+        SQLAlchemy hands them to the driver, and the ids found: recorded from one run (the
+        same data gives the same steps)."""
         key = (search, q)
         cached = self.sql_cache.get(key)
         if cached is None:
-            assert "%" not in q
-            statements = []
+            statements: list[tuple[str, Any]] = []
 
-            def execute(stmt, values):
-                sql = self.literal(stmt, values)
-                statements.append(sql)
-                return self._fetch(sql)
+            def record(_conn, _cursor, statement, parameters, _context, _many):
+                if not statement.startswith("BEGIN"):  # the raw path opens its own
+                    statements.append((statement, parameters))
 
-            ids = self.searches[search](execute, SearchQuery(q=q), self.dialect.name, PAGE_SIZE)
-            size, values = page_slots(ids)
-            statements.append(self.literal(page_statement(size), values))
-            if self.target.backend == "postgresql":
-                self.raw.rollback()
+            event.listen(self.engine, "before_cursor_execute", record)
+            try:
+                _ms, ids = self._orm(search, q)
+            finally:
+                event.remove(self.engine, "before_cursor_execute", record)
             cached = self.sql_cache[key] = (statements, ids)
         return cached
 
-    def _fetch(self, sql: str) -> list:
-        if self.target.backend == "postgresql":
-            with self.raw.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetchall()
-        return self.raw.execute(sql).fetchall()
-
     def _raw(self, search: str, q: str) -> tuple[float, list[int]]:
-        statements, ids = self.sql(search, q)  # compiled before timing: the floor is the database
+        statements, ids = self.sql(search, q)  # recorded before timing: the floor is the database
         raw = self.raw
         if self.target.backend == "postgresql":
             start = time.perf_counter_ns()
             with raw.cursor() as cur:
-                for sql in statements:
-                    cur.execute(sql)  # the implicit BEGIN goes first, as on the ORM path
+                for sql, parameters in statements:
+                    cur.execute(sql, parameters)  # the implicit BEGIN goes first, as in the app
                     rows = cur.fetchall()
             elapsed = time.perf_counter_ns() - start
             raw.rollback()
@@ -297,25 +269,25 @@ class Paths:
             start = time.perf_counter_ns()
             cur = raw.cursor()
             cur.execute("BEGIN")  # the app's engine opens every transaction with BEGIN
-            for sql in statements:
-                rows = cur.execute(sql).fetchall()
+            for sql, parameters in statements:
+                rows = cur.execute(sql, parameters).fetchall()
             elapsed = time.perf_counter_ns() - start
             cur.execute("ROLLBACK")
-        # The last statement loads the page's rows unordered; put them in the ids' order.
+        # The last statement loads the page's rows (a name's page unordered): the ids' order.
         order = {pid: n for n, pid in enumerate(ids)}
         return elapsed / 1e6, sorted((r[0] for r in rows), key=lambda pid: order.get(pid, -1))
 
     def explain(self, search: str, q: str) -> str:
         """The plan of every statement the search runs for ``q``."""
         plans = []
-        for sql in self.sql(search, q)[0]:
+        for sql, parameters in self.sql(search, q)[0]:
             if self.target.backend == "postgresql":
                 with self.raw.cursor() as cur:
-                    cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+                    cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, parameters)
                     plan = "\n".join(r[0] for r in cur.fetchall())
                 self.raw.rollback()
             else:
-                rows = self.raw.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+                rows = self.raw.execute("EXPLAIN QUERY PLAN " + sql, parameters).fetchall()
                 plan = "\n".join(f"{r[0]:>3} {r[1]:>3} {r[3]}" for r in rows)
             plans.append(plan)
         return "\n--\n".join(plans)
@@ -382,7 +354,7 @@ def run(args: argparse.Namespace) -> dict:
     variant = None
     if args.variant:
         module_name, _, func_name = args.variant.partition(":")
-        variant = getattr(importlib.import_module(module_name), func_name or "find_ids")
+        variant = getattr(importlib.import_module(module_name), func_name or "search")
     code = code_version()  # before the run: the app module is imported already
     paths = Paths(target, variant)
     for setting in args.set or []:
@@ -607,7 +579,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--explain", action="store_true", help="store one plan per kind")
     parser.add_argument(
         "--variant",
-        help="module[:function] searching like patient_search.find_ids, timed as `fix`",
+        help="module[:function] searching like patient_search.search, timed as `fix`",
     )
     parser.add_argument(
         "--set",

@@ -49,7 +49,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from his.errors import InvalidValue
 from his.models import Patient, PatientIdentifier
@@ -80,19 +80,52 @@ class SearchQuery:
     commune_code: str | None = None
 
 
+def search(
+    session: Session, query: SearchQuery, offset: int, limit: int, options: tuple = ()
+) -> tuple[list[Patient], bool]:
+    """A page of the ranked patients (loaded with the loader ``options``, a tuple made once),
+    and whether more follow. A number is looked up by one statement that loads the patients;
+    a name runs ``find_ids``, then loads the page."""
+    want = offset + limit + 1  # one more: whether another page follows
+    number = _number_values(query, want)
+    if number is not None:
+        stmt = _number_page(query.birth_year is not None, bool(query.commune_code), options)
+        found = list(session.scalars(stmt, number))
+        return found[offset : offset + limit], len(found) > offset + limit
+    connection = session.connection()  # ids through Core: no ORM work for plain rows
+
+    def execute(stmt, values):
+        return connection.execute(stmt, values).all()
+
+    dialect = session.get_bind().dialect.name
+    ids = find_ids(execute, query, dialect, want)
+    page = ids[offset : offset + limit]
+    size, values = page_slots(page)
+    loaded = {patient.id: patient for patient in session.scalars(_page(size, options), values)}
+    return [loaded[pid] for pid in page], len(ids) > offset + limit
+
+
 def find_ids(
     execute: Execute, query: SearchQuery, dialect: str, want: int, window: int = RECENT_WINDOW
 ) -> list[int]:
     """The ids of the first ``want`` matching patients, in rank order."""
     if want <= 0:
         return []
-    if any(ch.isdigit() for ch in query.q):
-        terms = _identifier_terms(query.q)
-        if terms:
-            stmt = _by_identifier(query.birth_year is not None, bool(query.commune_code))
-            values = {**_filter_values(query), **_slot_values("term", terms, _TERMS), "n": want}
-            return _ids(execute(stmt, values))
+    number = _number_values(query, want)
+    if number is not None:
+        stmt = _by_identifier(query.birth_year is not None, bool(query.commune_code))
+        return _ids(execute(stmt, number))
     return _by_name(execute, query, dialect, want, window)
+
+
+def _number_values(query: SearchQuery, want: int) -> dict[str, Any] | None:
+    """The parameters of the look-up by number, or None when ``q`` is not a number."""
+    if not any(ch.isdigit() for ch in query.q):
+        return None
+    terms = _identifier_terms(query.q)
+    if not terms:
+        return None
+    return {**_filter_values(query), **_slot_values("term", terms, _TERMS), "n": want}
 
 
 # The statements of a search are built once for each shape of query, so building them costs
@@ -106,6 +139,19 @@ _PAGE_SIZES = (1, 5, 21, 101)
 def page_statement(size: int) -> Select:
     """The patients of a page of up to ``size`` ids, unordered."""
     return select(Patient).where(Patient.id.in_(_slots("id", size, Integer)))
+
+
+@cache
+def _page(size: int, options: tuple) -> Select:
+    return page_statement(size).options(*options)
+
+
+@cache
+def _number_page(birth_year: bool, commune: bool, options: tuple) -> Select:
+    """The look-up by number loading the patients themselves: one statement, where a name
+    search needs several (measured: two statements cost twice the Python time of one, more
+    than the look-up itself)."""
+    return _by_identifier(birth_year, commune).with_only_columns(Patient).options(*options)
 
 
 def page_slots(ids: list[int]) -> tuple[int, dict[str, Any]]:

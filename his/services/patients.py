@@ -10,12 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
-    Select,
     and_,
     func,
     or_,
@@ -48,11 +46,11 @@ from his.models import (
 from his.partial_date import PartialDate
 from his.person_name import normalise_full_name, split_name
 from his.phone import normalise_phone
-from his.services import audit, counters
+from his.services import audit, counters, patient_search
 from his.services.access import PATIENT_ROLES, REGISTRATION_ROLES, Principal
 from his.services.admin_units import resolve_address
 from his.services.bhyt_check import CardChecker, apply_check
-from his.services.patient_search import SearchQuery, find_ids, page_slots, page_statement
+from his.services.patient_search import SearchQuery
 from his.text import clean, fold_vi
 
 MRN_COUNTER = "mrn"
@@ -596,9 +594,7 @@ def update_patient(
 # --- searching ---------------------------------------------------------------------------------
 
 
-@cache
-def _search_page(size: int) -> Select:
-    return page_statement(size).options(*_eager())
+_SEARCH_OPTIONS = tuple(_eager())  # made once: the search caches its statements by them
 
 
 @dataclass(frozen=True)
@@ -622,19 +618,8 @@ def search_patients(
             errors={"q": [str(_l("This field is required."))]},
         )
     audit.record(session, principal, AuditAction.SEARCH, entity_type="Patient")
-    dialect = session.get_bind().dialect.name
-    connection = session.connection()  # ids through Core: no ORM work for plain rows
-    ids = find_ids(
-        lambda stmt, values: connection.execute(stmt, values).all(),
-        query,
-        dialect,
-        offset + limit + 1,
-    )
-    page = ids[offset : offset + limit]
-    size, values = page_slots(page)
-    loaded = session.scalars(_search_page(size), values)
-    by_id = {patient.id: patient for patient in loaded}
-    return SearchPage([by_id[pid] for pid in page], has_more=len(ids) > offset + limit)
+    patients, more = patient_search.search(session, query, offset, limit, _SEARCH_OPTIONS)
+    return SearchPage(patients, has_more=more)
 
 
 # --- merging -----------------------------------------------------------------------------------
