@@ -72,7 +72,7 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
             renderer,
         ],
     )
-    handler = _StdoutHandler()
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -81,20 +81,6 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     # our own request line (his.http) replaces it.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-
-
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stdout`` is when a record comes: a handler holding the stream
-    of its day writes into a closed file once a test runner (or anything else) has swapped
-    it and closed it again."""
-
-    @property
-    def stream(self):
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
