@@ -18,9 +18,9 @@ row of the window comes before every row outside it in the ranking, so the resul
 same as one statement ranking everything (``tests/services/test_patient_search.py`` checks
 this against a plain Python ranking).
 
-Each statement selects ids only and goes through an ``Execute`` function: the caller loads
-the page's patients (``page_statement``), and the benchmark runs the very same SQL through
-the bare driver.
+A number is one statement that loads the ranked patients themselves. A name search selects
+ids only, through an ``Execute`` function (``find_ids``, which the tests drive with any
+window), then loads the page's patients.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ EXACT, PREFIX, WHOLE, WORDS = 1, 2, 3, 4
 # A record merged into another is found as the survivor only.
 _LIVE = Patient.merged_into_id.is_(None)
 
+_N = bindparam("n", type_=Integer)  # how many rows a statement returns
+
 
 @dataclass(frozen=True)
 class SearchQuery:
@@ -84,12 +86,11 @@ def search(
     session: Session, query: SearchQuery, offset: int, limit: int, options: tuple = ()
 ) -> tuple[list[Patient], bool]:
     """A page of the ranked patients (loaded with the loader ``options``, a tuple made once),
-    and whether more follow. A number is looked up by one statement that loads the patients;
-    a name runs ``find_ids``, then loads the page."""
+    and whether more follow."""
     want = offset + limit + 1  # one more: whether another page follows
     number = _number_values(query, want)
     if number is not None:
-        stmt = _number_page(query.birth_year is not None, bool(query.commune_code), options)
+        stmt = _by_number(query.birth_year is not None, bool(query.commune_code), options)
         found = list(session.scalars(stmt, number))
         return found[offset : offset + limit], len(found) > offset + limit
     connection = session.connection()  # ids through Core: no ORM work for plain rows
@@ -97,24 +98,21 @@ def search(
     def execute(stmt, values):
         return connection.execute(stmt, values).all()
 
-    dialect = session.get_bind().dialect.name
-    ids = find_ids(execute, query, dialect, want)
+    ids = find_ids(execute, query, connection.dialect.name, want)
     page = ids[offset : offset + limit]
-    size, values = page_slots(page)
-    loaded = {patient.id: patient for patient in session.scalars(_page(size, options), values)}
-    return [loaded[pid] for pid in page], len(ids) > offset + limit
+    size = next((n for n in _PAGE_SIZES if n >= len(page)), len(page))
+    loaded = session.scalars(_page(size, options), _slot_values("id", page, size))
+    by_id = {patient.id: patient for patient in loaded}
+    return [by_id[pid] for pid in page], len(ids) > offset + limit
 
 
 def find_ids(
     execute: Execute, query: SearchQuery, dialect: str, want: int, window: int = RECENT_WINDOW
 ) -> list[int]:
-    """The ids of the first ``want`` matching patients, in rank order."""
+    """The ids of the first ``want`` patients a name (or the filters alone) finds, in rank
+    order; ``window`` rows of recent patients are read first."""
     if want <= 0:
         return []
-    number = _number_values(query, want)
-    if number is not None:
-        stmt = _by_identifier(query.birth_year is not None, bool(query.commune_code))
-        return _ids(execute(stmt, number))
     return _by_name(execute, query, dialect, want, window)
 
 
@@ -136,29 +134,9 @@ _PAGE_SIZES = (1, 5, 21, 101)
 
 
 @cache
-def page_statement(size: int) -> Select:
-    """The patients of a page of up to ``size`` ids, unordered."""
-    return select(Patient).where(Patient.id.in_(_slots("id", size, Integer)))
-
-
-@cache
 def _page(size: int, options: tuple) -> Select:
-    return page_statement(size).options(*options)
-
-
-@cache
-def _number_page(birth_year: bool, commune: bool, options: tuple) -> Select:
-    """The look-up by number loading the patients themselves: one statement, where a name
-    search needs several (measured: two statements cost twice the Python time of one, more
-    than the look-up itself)."""
-    return _by_identifier(birth_year, commune).with_only_columns(Patient).options(*options)
-
-
-def page_slots(ids: list[int]) -> tuple[int, dict[str, Any]]:
-    """The size of ``page_statement`` that loads the patients of ``ids`` (in no order: the
-    caller puts them in the order of ``ids``), and its parameters."""
-    size = next((n for n in _PAGE_SIZES if n >= len(ids)), len(ids))
-    return size, _slot_values("id", ids, size)
+    """The patients of a page of up to ``size`` ids, unordered (the caller orders them)."""
+    return select(Patient).where(Patient.id.in_(_slots("id", size, Integer))).options(*options)
 
 
 def _slots(name: str, size: int, type_) -> list:
@@ -219,7 +197,9 @@ _OTHER = aliased(Patient, name="by_number")
 
 
 @cache
-def _by_identifier(birth_year: bool, commune: bool) -> Select:
+def _by_number(birth_year: bool, commune: bool, options: tuple) -> Select:
+    """The ranked patients themselves, in one statement (measured: an ids statement and a
+    page statement cost twice the Python time of one, more than the look-up itself)."""
     terms = _slots("term", _TERMS, String)
     by_identifier = select(PatientIdentifier.patient_id).where(PatientIdentifier.value.in_(terms))
     # One IN over a union of three index look-ups: an OR holding a sub-select cannot use an
@@ -231,17 +211,15 @@ def _by_identifier(birth_year: bool, commune: bool) -> Select:
     )
     rank = case((Patient.id.in_(by_identifier), 0), else_=1)
     return (
-        select(Patient.id)
+        select(Patient)
         .where(_LIVE, _filters(Patient, birth_year, commune), Patient.id.in_(matched))
         .order_by(rank, *_sorted_by_recency(Patient))
         .limit(_N)
+        .options(*options)
     )
 
 
 # --- names -----------------------------------------------------------------------------------
-
-
-_N = bindparam("n", type_=Integer)  # how many rows a statement returns
 
 
 def _filters(t, birth_year: bool, commune: bool) -> ColumnElement[bool]:
@@ -318,14 +296,14 @@ def _word_index_values(tokens: list[str]) -> dict[str, str] | None:
     """The look-ups of the word indexes for the typed words; None when no word has a letter
     or digit to look up. SQLite: FTS5 queries (a quoted run, ``*`` for a prefix). PostgreSQL:
     a tsquery of whole lexemes (the runs hold no tsquery operator)."""
-    runs = [run for token in tokens for run in _runs(token)]
-    if not runs:
+    per_token = [runs for runs in map(_runs, tokens) if runs]
+    if not per_token:
         return None
-    phrases = ['"' + " ".join(_runs(token)) + '"' for token in tokens if _runs(token)]
+    phrases = ['"' + " ".join(runs) + '"' for runs in per_token]
     return {
         "fts": " ".join(phrase + "*" for phrase in phrases),
         "fts_whole": " ".join(phrases),
-        "lexemes": " & ".join(runs),
+        "lexemes": " & ".join(run for runs in per_token for run in runs),
     }
 
 
