@@ -244,8 +244,9 @@ def test_no_sample_was_lost(running):
             peer.send_frame(path.read_bytes().replace(b"\x1c", b""))
             peer.send_frame(PROBE)
             # Answers come in order: the probe's comes after the sample's, if it has one.
-            while b"|PROBE" not in peer.read_frame(timeout=10):
-                pass
+            reply = peer.read_frame(timeout=10)
+            while b"|PROBE" not in reply:
+                reply = peer.read_frame(timeout=10)
     kept = {bytes(r.raw) for r in running.rows()}
     keys = {(r.sending_application, r.sending_facility, r.control_id) for r in running.rows()}
     for path in MESSAGE_FILES:
