@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
+import billing.models  # noqa: F401 (the billing tables, on the same metadata)
 import his.models  # noqa: F401 (registers every table on the metadata)
 from his.db import Base, UTCDateTime, make_engine
 
