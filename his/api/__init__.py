@@ -56,6 +56,7 @@ def register_api(app: Flask) -> None:
     from his.api import (
         audit,
         auth,
+        billing,
         catalogs,
         docs,
         encounters,
@@ -76,6 +77,7 @@ def register_api(app: Flask) -> None:
         prescriptions,
         stock,
         audit,
+        billing,
     ):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix="/api/v1")
