@@ -178,7 +178,21 @@ def live_charges(session: Session, visit: Visit) -> list[Charge]:
 def compute_visit(session: Session, visit: Visit) -> tuple[BillSplit, list[Charge]]:
     charges = live_charges(session, visit)
     facts = visit_facts(session, visit)
-    split = compute(facts, [line_of(c) for c in charges], params_on(session, facts.care_date))
+    try:
+        split = compute(facts, [line_of(c) for c in charges], params_on(session, facts.care_date))
+    except KeyError as exc:
+        name = exc.args[0] if exc.args else "?"
+        raise ValidationFailed(
+            str(
+                _l(
+                    "No value of the billing parameter %(name)s is in force on %(day)s: an "
+                    "admin sets it with `his billing param set`.",
+                    name=name,
+                    day=facts.care_date.isoformat(),
+                )
+            ),
+            errors={"parameter": [str(name)]},
+        ) from exc
     return split, charges
 
 

@@ -320,6 +320,11 @@ from his.cli_hl7 import hl7 as _hl7_group  # noqa: E402  (after main is defined)
 
 main.add_command(_hl7_group)
 
+# --- billing: `his billing ...` lives in his/cli_billing.py -------------------------------------
+from his.cli_billing import billing as _billing_group  # noqa: E402  (after main is defined)
+
+main.add_command(_billing_group)
+
 
 if __name__ == "__main__":
     main()

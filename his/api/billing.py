@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+import marshmallow as ma
 from flask.views import MethodView
 from flask_login import login_required
 from marshmallow import Schema, fields, validate
@@ -150,6 +153,13 @@ class ParamSchema(Schema):
     name = fields.String(required=True)
     value = fields.Decimal(required=True, as_string=True)
     valid_from = fields.Date(required=True)
+
+    @ma.post_dump
+    def _plain_number(self, data, **_kwargs):
+        # 2340000, not 2340000.0000: the column's scale is storage, not meaning.
+        data["value"] = f"{Decimal(data['value']).normalize():f}"
+        return data
+
     valid_to = fields.Date(dump_only=True, allow_none=True)
     source = fields.String(required=True, validate=validate.Length(min=1, max=300))
 

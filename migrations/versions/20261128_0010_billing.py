@@ -25,6 +25,43 @@ depends_on: str | Sequence[str] | None = None
 _SINCE_2015 = dt.date(2015, 1, 1)
 _JULY_2026 = dt.date(2026, 7, 1)
 _PARAMS = [
+    # The base salary since 2015 (lương cơ sở), each from its decree's effective date.
+    ("base_salary", 1_150_000, _SINCE_2015, dt.date(2016, 4, 30), "Nghị định 66/2013/NĐ-CP"),
+    (
+        "base_salary",
+        1_210_000,
+        dt.date(2016, 5, 1),
+        dt.date(2017, 6, 30),
+        "Nghị định 47/2016/NĐ-CP",
+    ),
+    (
+        "base_salary",
+        1_300_000,
+        dt.date(2017, 7, 1),
+        dt.date(2018, 6, 30),
+        "Nghị định 47/2017/NĐ-CP",
+    ),
+    (
+        "base_salary",
+        1_390_000,
+        dt.date(2018, 7, 1),
+        dt.date(2019, 6, 30),
+        "Nghị định 72/2018/NĐ-CP",
+    ),
+    (
+        "base_salary",
+        1_490_000,
+        dt.date(2019, 7, 1),
+        dt.date(2023, 6, 30),
+        "Nghị định 38/2019/NĐ-CP",
+    ),
+    (
+        "base_salary",
+        1_800_000,
+        dt.date(2023, 7, 1),
+        dt.date(2024, 6, 30),
+        "Nghị định 24/2023/NĐ-CP",
+    ),
     (
         "base_salary",
         2_340_000,
@@ -78,6 +115,13 @@ _PARAMS = [
         _SINCE_2015,
         None,
         "Luật BHYT Art. 22(3)(a); Nghị định 188/2025/NĐ-CP Art. 19",
+    ),
+    (
+        "card_expiry_grace_days",
+        0,
+        _SINCE_2015,
+        dt.date(2025, 6, 30),
+        "[verify] no grace period written before Nghị định 188/2025/NĐ-CP",
     ),
     (
         "card_expiry_grace_days",
