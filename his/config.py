@@ -40,6 +40,18 @@ def _bool(name: str, raw: str, problems: dict[str, str]) -> bool:
     return False
 
 
+def _gateway_url(env: Mapping[str, str], prefix: str, problems: dict[str, str]) -> str:
+    """``{prefix}_URL`` of an outside service (empty: not configured), which then needs
+    ``{prefix}_USERNAME`` and ``{prefix}_PASSWORD``."""
+    url = env.get(f"{prefix}_URL", "").strip().rstrip("/")
+    if url and not url.startswith(("https://", "http://")):
+        problems[f"{prefix}_URL"] = "must be an http(s) URL"
+    for needed in (f"{prefix}_USERNAME", f"{prefix}_PASSWORD"):
+        if url and not env.get(needed):
+            problems[needed] = f"required when {prefix}_URL is set"
+    return url
+
+
 def _int(name: str, raw: str, problems: dict[str, str], low: int, high: int) -> int:
     try:
         value = int(raw)
@@ -93,6 +105,13 @@ class Settings:
     eprescription_username: str = ""
     eprescription_password: str = field(default="", repr=False)
     eprescription_timeout: float = 10.0
+    # Claim files: the BHXH assessment gateway, and where each facility's signing key and
+    # certificate are kept (<code>.key.pem, <code>.cert.pem).
+    bhxh_gateway_url: str = ""
+    bhxh_gateway_username: str = ""
+    bhxh_gateway_password: str = field(default="", repr=False)
+    bhxh_gateway_timeout: float = 30.0
+    claim_keys_dir: Path = PROJECT_ROOT / "instance" / "claim-keys"
     # FHIR Bulk Data: concurrent exports per client (more → 429) and how long files stay.
     fhir_export_max_concurrent: int = 2
     fhir_export_retention_hours: int = 24
@@ -174,12 +193,7 @@ class Settings:
 
         workers = _int("HIS_WEB_WORKERS", env.get("HIS_WEB_WORKERS", "2"), problems, 1, 64)
         threads = _int("HIS_WEB_THREADS", env.get("HIS_WEB_THREADS", "2"), problems, 1, 64)
-        gateway_url = env.get("HIS_BHYT_GATEWAY_URL", "").strip().rstrip("/")
-        if gateway_url and not gateway_url.startswith(("https://", "http://")):
-            problems["HIS_BHYT_GATEWAY_URL"] = "must be an http(s) URL"
-        for needed in ("HIS_BHYT_GATEWAY_USERNAME", "HIS_BHYT_GATEWAY_PASSWORD"):
-            if gateway_url and not env.get(needed):
-                problems[needed] = "required when HIS_BHYT_GATEWAY_URL is set"
+        gateway_url = _gateway_url(env, "HIS_BHYT_GATEWAY", problems)
         gateway_timeout = _int(
             "HIS_BHYT_GATEWAY_TIMEOUT_SECONDS",
             env.get("HIS_BHYT_GATEWAY_TIMEOUT_SECONDS", "5"),
@@ -187,12 +201,16 @@ class Settings:
             1,
             60,
         )
-        eprescription_url = env.get("HIS_EPRESCRIPTION_URL", "").strip().rstrip("/")
-        if eprescription_url and not eprescription_url.startswith(("https://", "http://")):
-            problems["HIS_EPRESCRIPTION_URL"] = "must be an http(s) URL"
-        for needed in ("HIS_EPRESCRIPTION_USERNAME", "HIS_EPRESCRIPTION_PASSWORD"):
-            if eprescription_url and not env.get(needed):
-                problems[needed] = "required when HIS_EPRESCRIPTION_URL is set"
+        eprescription_url = _gateway_url(env, "HIS_EPRESCRIPTION", problems)
+        # The social-insurance (BHXH) assessment gateway that takes the signed claim files.
+        bhxh_url = _gateway_url(env, "HIS_BHXH_GATEWAY", problems)
+        bhxh_timeout = _int(
+            "HIS_BHXH_GATEWAY_TIMEOUT_SECONDS",
+            env.get("HIS_BHXH_GATEWAY_TIMEOUT_SECONDS", "30"),
+            problems,
+            1,
+            300,
+        )
         eprescription_timeout = _int(
             "HIS_EPRESCRIPTION_TIMEOUT_SECONDS",
             env.get("HIS_EPRESCRIPTION_TIMEOUT_SECONDS", "10"),
@@ -295,6 +313,11 @@ class Settings:
             eprescription_username=env.get("HIS_EPRESCRIPTION_USERNAME", ""),
             eprescription_password=env.get("HIS_EPRESCRIPTION_PASSWORD", ""),
             eprescription_timeout=float(eprescription_timeout),
+            bhxh_gateway_url=bhxh_url,
+            bhxh_gateway_username=env.get("HIS_BHXH_GATEWAY_USERNAME", ""),
+            bhxh_gateway_password=env.get("HIS_BHXH_GATEWAY_PASSWORD", ""),
+            bhxh_gateway_timeout=float(bhxh_timeout),
+            claim_keys_dir=Path(env.get("HIS_CLAIM_KEYS_DIR") or instance_dir / "claim-keys"),
             fhir_export_max_concurrent=export_max,
             fhir_export_retention_hours=export_retention,
             mllp_host=env.get("HIS_MLLP_HOST", env.get("HIS_HOST", "127.0.0.1")),

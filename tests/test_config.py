@@ -79,3 +79,36 @@ def test_create_app_refuses_bad_configuration(monkeypatch):
     monkeypatch.setenv("HIS_ENV", "production")
     with pytest.raises(ConfigError):
         create_app()
+
+
+@pytest.mark.parametrize("prefix", ["HIS_BHYT_GATEWAY", "HIS_EPRESCRIPTION", "HIS_BHXH_GATEWAY"])
+def test_an_outside_service_needs_an_http_url_and_its_credentials(prefix):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"HIS_ENV": "test", f"{prefix}_URL": "https://gw.example/"})
+    assert set(info.value.problems) == {f"{prefix}_USERNAME", f"{prefix}_PASSWORD"}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                "HIS_ENV": "test",
+                f"{prefix}_URL": "ftp://gw.example",
+                f"{prefix}_USERNAME": "u",
+                f"{prefix}_PASSWORD": "p",
+            }
+        )
+    assert info.value.problems == {f"{prefix}_URL": "must be an http(s) URL"}
+
+
+def test_the_claim_gateway_and_the_signing_keys_folder(tmp_path):
+    settings = Settings.from_env(
+        {
+            "HIS_ENV": "test",
+            "HIS_INSTANCE_DIR": str(tmp_path),
+            "HIS_BHXH_GATEWAY_URL": "https://gdbhyt.example/api/",
+            "HIS_BHXH_GATEWAY_USERNAME": "91001_BV",
+            "HIS_BHXH_GATEWAY_PASSWORD": "secret",
+        }
+    )
+    assert settings.bhxh_gateway_url == "https://gdbhyt.example/api"
+    assert settings.bhxh_gateway_timeout == 30.0
+    assert settings.claim_keys_dir == tmp_path / "claim-keys"
+    assert "secret" not in repr(settings)
