@@ -242,11 +242,9 @@ def _vietqr(session: Session, visit: Visit, open_view: BillView | None) -> str |
     if account is None:
         return None
     return vietqr.build_payload(
-        vietqr.PaymentAccount(
-            bank_bin=account.bank_bin,
-            account_number=account.account_number,
-            merchant_name=account.account_name,
-        ),
+        # No merchant name: banking apps show the account holder's registered name, and
+        # tag 59 holds only 25 unaccented characters.
+        vietqr.PaymentAccount(bank_bin=account.bank_bin, account_number=account.account_number),
         open_view.figures.patient_pays,
         vietqr.bill_reference(visit.facility.code, open_view.bill.id),
     )

@@ -66,6 +66,7 @@ def db_check() -> None:
 @click.option("--if-empty", is_flag=True, help="Only load into a database with no facilities.")
 def demo(if_empty: bool) -> None:
     """Load the demo province (idempotent): facilities, staff (password 'demo'), patients."""
+    from billing.demo import load_billing_demo
     from his.services.demo import is_empty, load_demo
 
     database = _database(_settings())
@@ -74,6 +75,7 @@ def demo(if_empty: bool) -> None:
             click.echo("database already has data; demo not loaded")
             return
         counts = load_demo(session)
+        load_billing_demo(session)
     click.echo(
         f"demo province: {counts['facilities']} facilities, {counts['users']} users, "
         f"{counts['patients_created']} new patients"
