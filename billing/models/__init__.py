@@ -5,7 +5,7 @@ models and never the other way round; ``migrations/env.py`` imports this package
 tables are on the same metadata.
 """
 
-from billing.models.accounts import FacilityBankAccount
+from billing.models.accounts import FacilityBankAccount, FacilityClaimSettings
 from billing.models.bills import (
     Bill,
     BillStatus,
@@ -27,6 +27,7 @@ __all__ = [
     "ClaimFile",
     "ClaimStatus",
     "FacilityBankAccount",
+    "FacilityClaimSettings",
     "Payment",
     "PaymentKind",
     "PaymentMethod",

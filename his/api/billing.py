@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import marshmallow as ma
+from flask import make_response
 from flask.views import MethodView
 from flask_login import login_required
 from marshmallow import Schema, fields, validate
 
-from billing import bills, params, payments
+from billing import bills, claim_files, params, payments
 from billing.models import PaymentMethod
 from his.api.blueprint import Blueprint
 from his.api.schemas import problem_doc
@@ -264,3 +265,67 @@ class ParamsResource(MethodView):
             body["valid_from"],
             body["source"],
         )
+
+
+class ClaimFileSchema(Schema):
+    id = fields.Integer()
+    visit_id = fields.Integer()
+    version = fields.Integer(metadata={"description": "A corrected claim is a new version"})
+    ma_lk = fields.String()
+    schema_version = fields.String()
+    tables = fields.String(metadata={"description": "XML1,XML2,…"})
+    sha256 = fields.String()
+    status = fields.String(attribute="status.value")
+    created_at = fields.DateTime()
+    answer_code = fields.String(allow_none=True)
+    answer_message = fields.String(allow_none=True)
+    transaction_id = fields.String(allow_none=True)
+
+
+@blp.route("/claims/<int:visit_id>")
+class ClaimResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.response(201, ClaimFileSchema)
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
+    @problem_doc(blp, 404, "No such visit at your facility")
+    @problem_doc(blp, 409, "Not a BHYT visit, or not finished")
+    @problem_doc(blp, 422, "The claim fails its checks or schema; every problem is listed")
+    def post(self, visit_id: int):
+        """Make a new version of the visit's claim file: built from the visit and its bill,
+        checked, validated against the schema, signed with the facility's certificate."""
+        return claim_files.make_claim_file(db_session(), principal(), visit_id)
+
+
+@blp.route("/claims/<int:visit_id>/xml")
+class ClaimXmlResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.doc(
+        responses={
+            "200": {
+                "description": "The signed GIAMDINHHS envelope (UTF-8 XML)",
+                "content": {"application/xml": {"schema": {"type": "string"}}},
+            }
+        }
+    )
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
+    @problem_doc(blp, 404, "No such visit at your facility")
+    @problem_doc(blp, 409, "Not a BHYT visit, or not finished")
+    @problem_doc(blp, 422, "The claim fails its checks or schema; every problem is listed")
+    def get(self, visit_id: int):
+        """The visit's latest signed claim file (made now when there is none yet)."""
+        session = db_session()
+        acting = principal()
+        claim = claim_files.latest_claim_file(session, acting, visit_id)
+        if claim is None:
+            claim = claim_files.make_claim_file(session, acting, visit_id)
+        response = make_response(claim.content)
+        response.headers["Content-Type"] = "application/xml; charset=utf-8"
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="{claim.ma_lk}_v{claim.version}.xml"'
+        )
+        response.headers["ETag"] = f'"{claim.sha256}"'
+        return response

@@ -156,6 +156,20 @@ def upgrade() -> None:
         sa.UniqueConstraint("facility_id", name=op.f("uq_facility_bank_account_facility_id")),
     )
     op.create_table(
+        "facility_claim_settings",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("facility_id", sa.Integer(), nullable=False),
+        sa.Column("head_insurance_number", sa.String(length=10), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["facility_id"],
+            ["facility.id"],
+            name=op.f("fk_facility_claim_settings_facility_id_facility"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_facility_claim_settings")),
+        sa.UniqueConstraint("facility_id", name=op.f("uq_facility_claim_settings_facility_id")),
+    )
+    op.create_table(
         "billing_param",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=60), nullable=False),
@@ -435,5 +449,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_billing_param_name"))
 
     op.drop_table("billing_param")
+    op.drop_table("facility_claim_settings")
     op.drop_table("facility_bank_account")
     # ### end Alembic commands ###
