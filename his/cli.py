@@ -69,13 +69,14 @@ def demo(if_empty: bool) -> None:
     from billing.demo import load_billing_demo
     from his.services.demo import is_empty, load_demo
 
-    database = _database(_settings())
+    settings = _settings()
+    database = _database(settings)
     with database.session() as session:
         if if_empty and not is_empty(session):
             click.echo("database already has data; demo not loaded")
             return
         counts = load_demo(session)
-        load_billing_demo(session)
+        load_billing_demo(session, settings.claim_keys_dir)
     click.echo(
         f"demo province: {counts['facilities']} facilities, {counts['users']} users, "
         f"{counts['patients_created']} new patients"

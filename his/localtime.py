@@ -19,3 +19,9 @@ def local_today() -> dt.date:
 
 def local_date(moment: dt.datetime) -> dt.date:
     return moment.astimezone(VN_TZ).date()
+
+
+def local_day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The instants a local day starts and the next one starts: a day's rows in UTC columns."""
+    start = dt.datetime.combine(day, dt.time(), tzinfo=VN_TZ)
+    return start, start + dt.timedelta(days=1)

@@ -166,13 +166,14 @@ def fresh_database(tmp_path_factory):
 
 
 @pytest.fixture
-def cli_db(backend, fresh_database, monkeypatch):
+def cli_db(backend, fresh_database, monkeypatch, tmp_path):
     """A real, committed database of each backend, as an operator's would be, named by
-    ``HIS_DATABASE_URL`` for the ``his`` command."""
+    ``HIS_DATABASE_URL`` for the ``his`` command (claim signing keys in a scratch folder)."""
     databases = fresh_database(backend)
     url = next(databases)
     monkeypatch.setenv("HIS_ENV", "development")
     monkeypatch.setenv("HIS_DATABASE_URL", url)
+    monkeypatch.setenv("HIS_CLAIM_KEYS_DIR", str(tmp_path / "claim-keys"))
     yield url
     databases.close()
 

@@ -1,5 +1,8 @@
 """The `his` command, run the way operators run it."""
 
+import os
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select, text
@@ -22,6 +25,10 @@ def test_upgrade_demo_and_user_create(cli_db):
     assert "200 new patients" in first.output
     again = _run("demo", "--if-empty")
     assert "already has data" in again.output
+    # Each demo facility signs its claim files with a test certificate of its own.
+    certificates = sorted(Path(os.environ["HIS_CLAIM_KEYS_DIR"]).glob("*.cert.pem"))
+    assert len(certificates) == 5
+    assert {p.name.split(".")[0] for p in certificates} >= {"91001"}
 
     created = _run(
         "user",
