@@ -15,10 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-import threading
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +32,15 @@ from his.logging import get_logger
 from his.models.coverage import BhytGroup, CardStatus, Coverage
 from his.models.patient import Patient
 from his.partial_date import PartialDate
+from his.services.bhxh_token import (
+    LOGIN_PATH,  # noqa: F401 (re-exported: callers and tests import it from here)
+    GatewayLogin,
+    GatewayUnavailable,
+    Token,
+    TokenRejected,
+    json_object,
+    post,
+)
 
 log = get_logger(__name__)
 
@@ -50,12 +55,9 @@ GROUP_NOT_IN_FORCE = "group-not-in-force"
 LEVEL_MISMATCH = "level-mismatch"
 
 # The BHXH gateway, as public integration notes describe it; correct here if BHXH moves it.
-LOGIN_PATH = "/api/token/take"
+# The login (LOGIN_PATH, tokens, expiry) is his.services.bhxh_token's, shared with the claims.
 CARD_CHECK_PATH = "/api/egw/KQNhanLichSuKCB2024"
-LOGIN_OK = "200"  # maKetQua of a successful /api/token/take
-AUTH_FAILED = "401"  # maKetQua (or HTTP status) of a rejected or expired token
-TOKEN_TTL_DEFAULT = dt.timedelta(minutes=30)  # when the gateway gives no usable expires_in
-TOKEN_EXPIRY_MARGIN = dt.timedelta(seconds=60)  # take a new token this long before expiry
+AUTH_FAILED = "401"  # maKetQua of a rejected or expired token
 
 # maKetQua of KQNhanLichSuKCB2024.
 CODE_OK = "000"
@@ -187,47 +189,6 @@ class OfflineCardChecker:
 # --- the BHXH gateway ----------------------------------------------------------------------
 
 
-class GatewayUnavailable(Exception):
-    """The gateway did not give a usable answer; the reason goes to the log only."""
-
-
-class _TokenRejected(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class _Token:
-    access_token: str
-    id_token: str
-    expires_at: float  # time.monotonic()
-
-
-def _parse_expiry(value: object) -> dt.timedelta:
-    """How long a token lives, from ``expires_in``: seconds, or an ISO time stamp (UTC).
-
-    Public notes show ``"2017-11-13T03:51:20.1047187Z"``; the 7-digit fraction is cut to 6.
-    """
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.timedelta(seconds=value)
-    if isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.isdigit():
-            return dt.timedelta(seconds=int(text))
-        head, dot, rest = text.partition(".")
-        if dot:
-            digits = "".join(c for c in rest if c.isdigit())
-            zone = rest[len(digits) :]
-            text = f"{head}.{digits[:6]}{zone}"
-        try:
-            at = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return TOKEN_TTL_DEFAULT
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=dt.UTC)
-        return at - utcnow()
-    return TOKEN_TTL_DEFAULT
-
-
 def _gateway_date(value: object) -> dt.date | None:
     if not isinstance(value, str) or not value.strip():
         return None
@@ -258,9 +219,10 @@ def _full_card(value: object) -> BhytCard | None:
 class GatewayCardChecker:
     """Looks a card up on the BHXH gateway; falls back to ``fallback`` when it cannot.
 
-    The access token is shared by every thread using this checker and taken again when
-    it expires or the gateway rejects it. ``password`` is sent as configured (BHXH issues
-    the account; public notes send the MD5 hex digest of the account's password).
+    The access token (:class:`~his.services.bhxh_token.GatewayLogin`, JSON login) is shared
+    by every thread using this checker and taken again when it expires or the gateway
+    rejects it. ``password`` is sent as configured (BHXH issues the account; public notes
+    send the MD5 hex digest of the account's password).
     """
 
     def __init__(
@@ -281,8 +243,7 @@ class GatewayCardChecker:
         self.staff_name = staff_name
         self.staff_cccd = staff_cccd
         self.fallback: CardChecker = fallback if fallback is not None else OfflineCardChecker()
-        self._token: _Token | None = None
-        self._lock = threading.Lock()
+        self._login = GatewayLogin(self.base_url, username, password)
 
     def check(
         self,
@@ -319,20 +280,10 @@ class GatewayCardChecker:
     # The two calls ----------------------------------------------------------------------
 
     def _look_up(self, client: httpx.Client, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        token = self._current_token(client)
-        try:
-            return self._call_check(client, token, body)
-        except _TokenRejected:
-            self._forget(token)
-        token = self._current_token(client)
-        try:
-            return self._call_check(client, token, body)
-        except _TokenRejected:
-            self._forget(token)
-            raise GatewayUnavailable("token rejected twice") from None
+        return self._login.call(client, lambda token: self._call_check(client, token, body))
 
     def _call_check(
-        self, client: httpx.Client, token: _Token, body: dict[str, Any]
+        self, client: httpx.Client, token: Token, body: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         params = {
             "token": token.access_token,
@@ -340,63 +291,18 @@ class GatewayCardChecker:
             "username": self.username,
             "password": self.password,
         }
-        response = self._post(client, CARD_CHECK_PATH, json=body, params=params)
+        response = post(client, self.base_url + CARD_CHECK_PATH, json=body, params=params)
         if response.status_code == 401:
-            raise _TokenRejected
-        answer = self._json_object(response)
+            raise TokenRejected
+        if not response.is_success:
+            raise GatewayUnavailable(f"{CARD_CHECK_PATH}: HTTP {response.status_code}")
+        answer = json_object(response)
         code = answer.get("maKetQua")
         if code == AUTH_FAILED:
-            raise _TokenRejected
+            raise TokenRejected
         if not isinstance(code, str) or not code:
             raise GatewayUnavailable("card check answer without maKetQua")
         return response.text, answer
-
-    def _current_token(self, client: httpx.Client) -> _Token:
-        with self._lock:
-            token = self._token
-            if token is None or time.monotonic() >= token.expires_at:
-                token = self._take_token(client)
-                self._token = token
-            return token
-
-    def _forget(self, token: _Token) -> None:
-        with self._lock:
-            if self._token is token:
-                self._token = None
-
-    def _take_token(self, client: httpx.Client) -> _Token:
-        response = self._post(
-            client, LOGIN_PATH, json={"username": self.username, "password": self.password}
-        )
-        answer = self._json_object(response)
-        key = answer.get("APIKey")
-        code = answer.get("maKetQua")
-        if (code is not None and str(code) != LOGIN_OK) or not isinstance(key, Mapping):
-            raise GatewayUnavailable(f"login refused (maKetQua {code!r})")
-        access, id_token = key.get("access_token"), key.get("id_token")
-        if not isinstance(access, str) or not access or not isinstance(id_token, str):
-            raise GatewayUnavailable("login answer without access_token/id_token")
-        lifetime = _parse_expiry(key.get("expires_in")) - TOKEN_EXPIRY_MARGIN
-        return _Token(access, id_token, time.monotonic() + lifetime.total_seconds())
-
-    def _post(self, client: httpx.Client, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = client.post(self.base_url + path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise GatewayUnavailable(f"{path}: {type(exc).__name__}") from exc
-        if response.status_code != 401 and not response.is_success:
-            raise GatewayUnavailable(f"{path}: HTTP {response.status_code}")
-        return response
-
-    @staticmethod
-    def _json_object(response: httpx.Response) -> dict[str, Any]:
-        try:
-            answer = json.loads(response.text)
-        except ValueError:
-            raise GatewayUnavailable(f"{response.url.path}: answer is not JSON") from None
-        if not isinstance(answer, dict):
-            raise GatewayUnavailable(f"{response.url.path}: answer is not a JSON object")
-        return answer
 
     # The answer -------------------------------------------------------------------------
 
