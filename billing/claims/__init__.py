@@ -1,0 +1,13 @@
+"""BHYT claim files for the social-insurance assessment gateway (QĐ 4750/QĐ-BYT as amended by
+QĐ 3176/QĐ-BYT): the tables XML0-XML5, our own XSD for each, the GIAMDINHHS envelope and the
+facility's XML signature.
+
+Pure Python (lxml, signxml, cryptography): no database, no Flask. Callers build a
+:class:`~billing.claims.data.Claim` from their records and get signed bytes back::
+
+    envelope = build_envelope(facility_code, claim, created)
+    signed = sign_envelope(envelope, key_pem, cert_pem)
+
+Every file is checked (``check_claim``) and validated against its schema before it is returned;
+problems come back all at once in :class:`ClaimError`.
+"""
