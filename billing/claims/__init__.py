@@ -11,3 +11,38 @@ Pure Python (lxml, signxml, cryptography): no database, no Flask. Callers build 
 Every file is checked (``check_claim``) and validated against its schema before it is returned;
 problems come back all at once in :class:`ClaimError`.
 """
+
+from billing.claims.data import (
+    BirthDate,
+    CheckIn,
+    Claim,
+    CourseEntry,
+    DrugLine,
+    ResultLine,
+    ServiceLine,
+    Summary,
+)
+from billing.claims.errors import ClaimError
+from billing.claims.parse import read_table
+from billing.claims.tables import build_check_in, build_table, check_claim, tables_for
+from billing.claims.validate import SCHEMA_VERSION, validate_envelope, validate_table
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BirthDate",
+    "CheckIn",
+    "Claim",
+    "ClaimError",
+    "CourseEntry",
+    "DrugLine",
+    "ResultLine",
+    "ServiceLine",
+    "Summary",
+    "build_check_in",
+    "build_table",
+    "check_claim",
+    "read_table",
+    "tables_for",
+    "validate_envelope",
+    "validate_table",
+]
