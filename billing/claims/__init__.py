@@ -22,8 +22,10 @@ from billing.claims.data import (
     ServiceLine,
     Summary,
 )
+from billing.claims.envelope import build_envelope, read_envelope
 from billing.claims.errors import ClaimError
 from billing.claims.parse import read_table
+from billing.claims.signing import make_test_certificate, sign_envelope, verify_envelope
 from billing.claims.tables import build_check_in, build_table, check_claim, tables_for
 from billing.claims.validate import SCHEMA_VERSION, validate_envelope, validate_table
 
@@ -39,10 +41,15 @@ __all__ = [
     "ServiceLine",
     "Summary",
     "build_check_in",
+    "build_envelope",
     "build_table",
     "check_claim",
+    "make_test_certificate",
+    "read_envelope",
     "read_table",
+    "sign_envelope",
     "tables_for",
     "validate_envelope",
     "validate_table",
+    "verify_envelope",
 ]
