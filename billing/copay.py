@@ -155,7 +155,7 @@ RULE_LABELS = {
     "self_referral_outpatient_basic": _l(
         "Self-referred outpatient care at a basic-level facility: the full benefit"
     ),
-    "small_bill": _l("The visit cost less than 15% of the base salary: paid in full"),
+    "small_bill": _l("The visit cost less than 15 percent of the base salary: paid in full"),
     "level_5_out_of_list": _l("This card also covers items outside the health insurance list"),
     "five_year_exemption": _l(
         "Five continuous years of coverage and the year's co-payments passed six months of "

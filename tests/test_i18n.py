@@ -11,7 +11,11 @@ from babel.messages.pofile import read_po
 ROOT = Path(__file__).resolve().parent.parent
 PO = ROOT / "his/translations/vi/LC_MESSAGES/messages.po"
 KEYWORDS = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None}
-METHODS = [("his/**.py", "python"), ("his/**/templates/**.html", "jinja2")]
+METHODS = [
+    ("his/**.py", "python"),
+    ("billing/**.py", "python"),
+    ("his/**/templates/**.html", "jinja2"),
+]
 
 
 def _source_messages() -> set[str]:
