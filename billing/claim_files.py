@@ -211,7 +211,9 @@ def _lines(session: Session, visit: Visit, bill: bills.VisitBill, department: st
                     ten_thuoc=charge.name,
                     don_vi_tinh=charge.unit or "",
                     ham_luong=drug.strength if drug else None,
-                    duong_dung=drug.route if drug else None,
+                    # DUONG_DUNG is a code of the route list (4 characters), which the
+                    # catalog does not hold yet: the route's words would be refused. [verify]
+                    duong_dung=None,
                     dang_bao_che=drug.dosage_form if drug else None,
                     so_dang_ky=drug.registration_number if drug else None,
                     tyle_tt_bh=_percent(charge.payment_rate if covered else 0),
