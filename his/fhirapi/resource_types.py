@@ -23,6 +23,7 @@ PROJECTED = (
     "Medication",
     "MedicationDispense",
     "Coverage",
+    "Claim",
     "Group",
 )
 # Served from elsewhere: the audit trail, and the conformance artefacts of fhir/.

@@ -2,11 +2,14 @@
 projected at commit, every stored resource of every type through validation.validate."""
 
 import json
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 from sqlalchemy import select
 
+from billing.claim_files import make_claim_file
 from his.db import utcnow
 from his.fhirapi import systems
 from his.fhirapi.resource_types import PROJECTED
@@ -23,7 +26,7 @@ from his.models import (
 from his.services import encounters, stock
 from his.services.access import Principal
 from his.services.demo import load_demo
-from tests import encounters_data, pharmacy_data, prescribing_data
+from tests import billing_data, encounters_data, pharmacy_data, prescribing_data
 from tests.factories import UserFactory
 
 
@@ -73,6 +76,11 @@ def clinical_episode(session) -> None:
     )
     pharmacist = UserFactory(roles=(Role.PHARMACIST,), facility=clinic.facility)
     stock.dispense(session, pharmacy_data.principal_of(pharmacist), rx.id)
+    # A finished BHYT visit with its signed claim file (FHIR Claim), at another hospital.
+    keys = Path(tempfile.mkdtemp(prefix="claim-keys-"))
+    hospital = billing_data.claim_hospital(session, keys, code="91051")
+    claimed = billing_data.finished_visit(session, hospital)
+    make_claim_file(session, Principal.for_user(hospital.cashier), claimed.id, keys)
     group = FhirGroup(name="BHXH tỉnh: đợt 1", facility_id=clinic.facility.id)
     session.add(group)
     session.flush()

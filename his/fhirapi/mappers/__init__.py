@@ -23,6 +23,7 @@ def ids_of(session: Session, resource_type: str) -> Iterator[str]:
 # Imported last: each module registers itself and needs ALL_IDS above.
 from his.fhirapi.mappers import (  # noqa: E402
     allergy,  # noqa: F401
+    claim,  # noqa: F401
     coverage,  # noqa: F401
     encounter,  # noqa: F401
     group,  # noqa: F401
