@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from his.api import register_api
     from his.web import bp as web_bp
     from his.web import health_bp
+    from his.web.cashier import bp as cashier_bp
     from his.web.doctor import bp as doctor_bp
     from his.web.fhir_clients import bp as fhir_clients_bp
     from his.web.hl7 import bp as hl7_bp
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.register_blueprint(doctor_bp)
     app.register_blueprint(prescribing_bp)
     app.register_blueprint(pharmacy_bp)
+    app.register_blueprint(cashier_bp)
     app.register_blueprint(fhir_clients_bp)
     app.register_blueprint(hl7_bp)
     register_api(app)

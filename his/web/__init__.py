@@ -46,6 +46,7 @@ ROLE_LINKS = {
     Role.NURSE: ("doctor.rooms", _l("Open the worklist")),
     Role.DOCTOR: ("doctor.rooms", _l("Open the worklist")),
     Role.PHARMACIST: ("pharmacy.queue", _l("Open the pharmacy")),
+    Role.CASHIER: ("cashier.index", _l("Open the cashier")),
 }
 
 ROLE_NAMES = {
