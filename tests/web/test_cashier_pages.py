@@ -68,7 +68,12 @@ def hospital(db_session):
 
 def _examined(db_session, place, *, patient_name: str | None = None, **visit):
     patient = PatientFactory(**({"full_name": patient_name} if patient_name else {}))
-    CoverageFactory(patient=patient, benefit_level=4)  # DN, 80 %, valid all of 2026
+    CoverageFactory(  # DN, level 4: 80 %, valid all of this year
+        patient=patient,
+        benefit_level=4,
+        valid_from=dt.date(YEAR, 1, 1),
+        valid_to=dt.date(YEAR, 12, 31),
+    )
     waiting = VisitFactory(
         facility_id=place.facility.id,
         patient_id=patient.id,
