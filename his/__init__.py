@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from his.web import bp as web_bp
     from his.web import health_bp
     from his.web.cashier import bp as cashier_bp
+    from his.web.claims import bp as claims_bp
     from his.web.doctor import bp as doctor_bp
     from his.web.fhir_clients import bp as fhir_clients_bp
     from his.web.hl7 import bp as hl7_bp
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.register_blueprint(cashier_bp)
     app.register_blueprint(fhir_clients_bp)
     app.register_blueprint(hl7_bp)
+    app.register_blueprint(claims_bp)
     register_api(app)
     from his import fhirapi
 
