@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from flask import has_app_context
+from flask_babel import format_decimal
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import extract, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing import vietqr
@@ -32,12 +34,19 @@ from billing.copay import (
 from billing.models import Bill, BillStatus, Charge, FacilityBankAccount, PaymentKind
 from billing.params import params_on
 from his.errors import ValidationFailed
-from his.localtime import local_date
-from his.models import Payment, Visit, VisitType
+from his.localtime import local_date, local_day_bounds
+from his.models import Payment, Role, Visit, VisitType
 from his.services.access import Principal
 from his.services.visits import get_visit
 
 INPATIENT_TYPES = (VisitType.INPATIENT, VisitType.DAY)  # day care is paid as inpatient care
+STATUS_LABELS = {
+    BillStatus.OPEN: _l("Unpaid"),
+    BillStatus.PAID: _l("Paid"),
+    BillStatus.REFUNDED: _l("Refunded"),
+}
+# Who sees bills: the cashiers, and admins.
+BILL_ROLES = (Role.ADMIN, Role.CASHIER)
 FIGURES = ("total", "insurance_pays", "patient_copay", "patient_out_of_scope", "patient_pays")
 
 
@@ -87,6 +96,11 @@ class VisitBill:
     def balance(self) -> int:
         """What the patient still owes (negative: owed back, after a later rule change)."""
         return self.open_bill.figures.patient_pays if self.open_bill else 0
+
+
+def vnd(amount: int) -> str:
+    """An amount of dong as the reader's language writes it (78.120 in Vietnamese)."""
+    return format_decimal(amount) if has_app_context() else f"{amount:,}"
 
 
 def _figures(split) -> Figures:
@@ -146,7 +160,8 @@ def _copay_this_year(session: Session, visit: Visit, year: int) -> int:
             Visit.patient_id == visit.patient_id,
             Visit.id != visit.id,
             Bill.status == BillStatus.PAID,
-            extract("year", Bill.paid_at) == year,
+            Bill.paid_at >= local_day_bounds(dt.date(year, 1, 1))[0],
+            Bill.paid_at < local_day_bounds(dt.date(year + 1, 1, 1))[0],
         )
     )
     return int(paid or 0)
@@ -202,6 +217,9 @@ def net_paid(bill: Bill) -> int:
 
 def build(session: Session, visit: Visit) -> VisitBill:
     """The visit's bills as they stand (charges accrued first)."""
+    # One accrual at a time per visit: two cashiers' screens looking at once would otherwise
+    # both add the same missing charge (PostgreSQL locks the row; SQLite's writes are serial).
+    session.execute(select(Visit.id).where(Visit.id == visit.id).with_for_update())
     accrue(session, visit)
     split, charges = compute_visit(session, visit)
     by_key = {line.key: line for line in split.lines}
@@ -212,7 +230,10 @@ def build(session: Session, visit: Visit) -> VisitBill:
     views = []
     open_view = None
     for bill in bills:
-        lines = [BillLine(c, by_key[str(c.id)]) for c in charges if c.bill_id == bill.id]
+        if bill.status == BillStatus.OPEN:
+            lines = [BillLine(c, by_key[str(c.id)]) for c in charges if c.bill_id == bill.id]
+        else:
+            lines = _locked_lines(session, bill)
         if bill.status == BillStatus.PAID:
             figures = Figures(*(getattr(bill, f) for f in FIGURES))
             locked = locked.plus(figures)
@@ -229,6 +250,32 @@ def build(session: Session, visit: Visit) -> VisitBill:
     payload = _vietqr(session, visit, open_view)
     label = RULE_LABELS.get(split.coverage_rule, split.coverage_rule)
     return VisitBill(visit, split, views, open_view, payload, str(label))
+
+
+def _locked_lines(session: Session, bill: Bill) -> list[BillLine]:
+    """A paid or refunded bill's lines as they were when it was paid, not as today's split
+    of the whole visit would show them."""
+    charges = {c.id: c for c in bill.charges}
+    lines = []
+    for kept in bill.lines or []:
+        charge = charges.get(kept["charge_id"])
+        if charge is None:
+            continue
+        lines.append(
+            BillLine(
+                charge,
+                LineSplit(
+                    key=str(charge.id),
+                    total=kept["total"],
+                    bhyt_amount=kept["insurance_pays"] + kept["patient_copay"],
+                    insurance_pays=kept["insurance_pays"],
+                    patient_copay=kept["patient_copay"],
+                    patient_out_of_scope=kept["patient_out_of_scope"],
+                    coverage_rate=kept["coverage_rate"],
+                ),
+            )
+        )
+    return lines
 
 
 def _vietqr(session: Session, visit: Visit, open_view: BillView | None) -> str | None:
@@ -252,5 +299,6 @@ def _vietqr(session: Session, visit: Visit, open_view: BillView | None) -> str |
 
 def visit_bill(session: Session, principal: Principal, visit_id: int) -> VisitBill:
     """The bill of a visit at the user's facility (another facility's is reported missing)."""
+    principal.require_any(*BILL_ROLES)
     visit = get_visit(session, principal, visit_id)
     return build(session, visit)

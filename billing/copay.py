@@ -250,8 +250,10 @@ def _check_line(line: Line) -> None:
     if isinstance(quantity, bool) or not isinstance(quantity, Decimal | int):
         raise ValueError(f"{where}: quantity must be a Decimal, got {quantity!r}")
     quantity = Decimal(quantity)
-    if not quantity.is_finite() or quantity < 0:
-        raise ValueError(f"{where}: quantity must not be negative ({quantity})")
+    # A negative quantity is units given back (a drug return): it splits as the mirror of
+    # the same units charged, so a return undoes exactly what its dispensing charged.
+    if not quantity.is_finite():
+        raise ValueError(f"{where}: quantity must be a number ({quantity})")
     # The claim files carry three decimals; a fourth would be rounded away there but not here.
     if quantity != quantity.quantize(_THOUSANDTH):
         raise ValueError(f"{where}: quantity has more than 3 decimals ({quantity})")
@@ -410,7 +412,8 @@ def compute(visit: VisitFacts, lines: Sequence[Line], params: Mapping[str, Decim
                     * line.payment_rate
                     / 10000
                 )
-                bhyt_amounts.append(min(total, considered))
+                # Never more than the facility charged (nearer zero, for a return).
+                bhyt_amounts.append(considered if abs(considered) <= abs(total) else total)
             elif card.benefit_level == 5:
                 bhyt_amounts.append(total)
                 level_5_out_of_list = True

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import vietqr
-from billing.bills import FIGURES, VisitBill, build
+from billing.bills import FIGURES, STATUS_LABELS, VisitBill, build, vnd
 from billing.models import (
     Bill,
     BillStatus,
@@ -70,7 +70,7 @@ def take_payment(
     bill = _bill_at_facility(session, principal, bill_id)
     if bill.status != BillStatus.OPEN:
         raise Conflict(
-            str(_l("This bill is already %(status)s.", status=bill.status.value)),
+            str(_l("This bill is closed: %(status)s.", status=STATUS_LABELS[bill.status])),
             errors={"bill_id": [bill.status.value]},
         )
     visit = session.get(Visit, bill.visit_id)
@@ -80,13 +80,28 @@ def take_payment(
     owed = current.open_bill.figures.patient_pays
     if amount != max(owed, 0):
         raise ValidationFailed(
-            str(_l("The amount must be what the patient owes: %(owed)s VND.", owed=owed)),
-            errors={"amount": [str(_l("expected %(owed)s", owed=owed))]},
+            str(_l("The amount must be what the patient owes: %(owed)s VND.", owed=vnd(owed))),
+            errors={"amount": [str(_l("expected %(owed)s", owed=vnd(owed)))]},
             extra={"owed": owed},
         )
     now = utcnow()
     payment = None
-    if amount > 0:
+    if owed < 0:
+        # The visit now owes the patient money back (a later charge made it a small bill,
+        # or the exemption started): settling gives it back, with its own receipt.
+        payment = PaymentRow(
+            bill_id=bill.id,
+            facility_id=bill.facility_id,
+            kind=PaymentKind.REFUND,
+            method=method,
+            amount=-owed,
+            receipt_number=next_receipt_number(session, visit.facility, now),
+            received_by_id=principal.user_id,
+            at=now,
+            reason=str(_l("Overpaid on earlier bills of the visit")),
+        )
+        session.add(payment)
+    elif amount > 0:
         payment = PaymentRow(
             bill_id=bill.id,
             facility_id=bill.facility_id,
@@ -148,7 +163,12 @@ def refund(session: Session, principal: Principal, payment_id: int, reason: str)
     bill = _bill_at_facility(session, principal, original.bill_id)
     if bill.status != BillStatus.PAID:
         raise Conflict(
-            str(_l("This bill is %(status)s: nothing to refund.", status=bill.status.value))
+            str(
+                _l(
+                    "This bill is %(status)s: nothing to refund.",
+                    status=STATUS_LABELS[bill.status],
+                )
+            )
         )
     visit = session.get(Visit, bill.visit_id)
     now = utcnow()

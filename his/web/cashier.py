@@ -17,8 +17,9 @@ from flask_login import login_required
 
 from billing import cashier as service
 from billing import payments, vietqr
+from billing.bills import STATUS_LABELS
 from billing.copay import RULE_LABELS
-from billing.models import BillStatus, PaymentKind, PaymentMethod
+from billing.models import PaymentKind, PaymentMethod
 from his.context import db_session, principal
 from his.errors import DomainError
 from his.models import Payment
@@ -30,11 +31,7 @@ METHOD_NAMES = {
     PaymentMethod.CARD: _l("Card"),
     PaymentMethod.TRANSFER: _l("Bank transfer"),
 }
-BILL_STATUS_NAMES = {
-    BillStatus.OPEN: _l("Unpaid"),
-    BillStatus.PAID: _l("Paid"),
-    BillStatus.REFUNDED: _l("Refunded"),
-}
+BILL_STATUS_NAMES = STATUS_LABELS
 PAYMENT_KIND_NAMES = {PaymentKind.PAYMENT: _l("Payment taken"), PaymentKind.REFUND: _l("Refund")}
 VISIT_PAYMENT_NAMES = {Payment.BHYT: _l("Health insurance (BHYT)"), Payment.FEE: _l("Fee-paying")}
 # The separators a cashier or a locale may write in an amount of dong: 78.120, 78,120, 78 120.

@@ -323,3 +323,60 @@ def test_an_emergency_visit_is_covered_at_the_card_level(client, db_session, hos
         347_600,
         86_900,
     )
+
+
+def test_a_visit_that_became_a_small_bill_gives_the_co_payment_back(
+    client, db_session, hospital, login_token
+):
+    """Paid at 80 % (390,600: co-payment 78,120); then 20 tablets at 1,500 come back, the
+    visit falls to 360,600, under 379,500: a small bill, all paid by the fund. Settling the
+    supplementary bill gives the 78,120 back, with a receipt; the paid bill keeps its lines
+    as they were paid."""
+    from billing.charges import open_bill
+    from billing.models import ChargeKind
+
+    visit, encounter, doctor = _examined(db_session, hospital, **_referred_bhyt())
+    _order(db_session, doctor, encounter, "23.0075.1494")
+    _order(db_session, doctor, encounter, "18.0071.0028", 5)
+    headers = login_token(hospital.cashier.username)
+    bill = client.get(f"/api/v1/visits/{visit.id}/bill", headers=headers).get_json()
+    client.post(
+        f"/api/v1/bills/{bill['open_bill_id']}/payments",
+        json={"method": "cash", "amount": 78_120},
+        headers=headers,
+    )
+    returned = Charge(
+        visit_id=visit.id,
+        facility_id=visit.facility_id,
+        bill_id=open_bill(db_session, visit).id,
+        kind=ChargeKind.DRUG,
+        code="AMO500",
+        name="Amoxicillin 500 mg (trả lại)",
+        quantity=-20,
+        unit_price=1_500,
+        bhyt_price=1_500,
+        in_scope=True,
+        service_date=local_today(),
+        performed_at=dt.datetime.now(dt.UTC),
+    )
+    db_session.add(returned)
+    db_session.flush()
+
+    response = client.get(f"/api/v1/visits/{visit.id}/bill", headers=headers)
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["coverage_rule"], body["patient_pays"]) == ("small_bill", 0)
+    assert body["balance"] == -78_120
+    paid_lines = [line for line in body["lines"] if line["bill_id"] == body["bills"][0]["id"]]
+    assert {line["coverage_rate"] for line in paid_lines} == {80}  # as paid, not as now
+    settled = client.post(
+        f"/api/v1/bills/{body['open_bill_id']}/payments",
+        json={"method": "cash", "amount": 0},
+        headers=headers,
+    )
+    assert settled.status_code == 201, settled.get_json()
+    given_back = settled.get_json()["payment"]
+    assert (given_back["kind"], given_back["amount"]) == ("refund", 78_120)
+    assert given_back["receipt_number"] == f"{YEAR}-000002"
+    assert settled.get_json()["bill"]["balance"] == 0

@@ -1152,7 +1152,7 @@ def test_benefit_level_out_of_range(level):
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        pytest.param({"quantity": Decimal("-1")}, "quantity", id="negative-quantity"),
+        pytest.param({"quantity": Decimal("NaN")}, "quantity", id="quantity-not-a-number"),
         pytest.param({"quantity": Decimal("0.0001")}, "quantity", id="quantity-4-decimals"),
         pytest.param({"unit_price": -1}, "unit_price", id="negative-unit-price"),
         pytest.param({"bhyt_price": -5}, "bhyt_price", id="negative-bhyt-price"),
@@ -1260,3 +1260,25 @@ def test_amounts_always_add_up(facts, lines, params):
         )
         assert split.bhyt_amount == split.insurance_pays + split.patient_copay
         assert split.bhyt_amount <= split.total
+
+
+def test_a_return_undoes_what_its_dispensing_charged():
+    """Units given back are a negative line: it splits as the mirror of the same units
+    charged. Level 4 at a former district hospital, 400,000 of X-rays, 10 tablets at 1,500
+    (15,000) and 4 of them back (-6,000): the bill is that of 6 tablets."""
+    the_visit = visit(DISTRICT_BASIC, SELF, card(4))
+    xray = line("xray", 400_000)
+    with_return = compute(
+        the_visit,
+        [xray, line("tablets", 1_500, "10"), line("back", 1_500, "-4")],
+        P2024,
+    )
+    kept = compute(the_visit, [xray, line("tablets", 1_500, "6")], P2024)
+    # 80 %: 400,000 -> 320,000 + 80,000; 15,000 -> 12,000 + 3,000; -6,000 -> -4,800 - 1,200.
+    assert line_figures(with_return.lines[2]) == (-6_000, -6_000, -4_800, -1_200, 0, 80)
+    assert (with_return.total, with_return.insurance_pays, with_return.patient_pays) == (
+        409_000,
+        327_200,
+        81_800,
+    )
+    assert (kept.total, kept.insurance_pays, kept.patient_pays) == (409_000, 327_200, 81_800)

@@ -278,8 +278,8 @@ def test_a_wrong_amount_or_a_paid_bill_shows_the_error_and_changes_nothing(
     short = _post(client, url, pay_url, {"method": "card", "amount": "78000"})
     html = short.get_data(as_text=True)
     assert short.status_code == 422
-    assert _testid(html, "form-problem") == "The amount must be what the patient owes: 78120 VND."
-    assert _testid(html, "error-amount") == "expected 78120"
+    assert _testid(html, "form-problem") == "The amount must be what the patient owes: 78,120 VND."
+    assert _testid(html, "error-amount") == "expected 78,120"
     assert 'value="card" checked' in html  # the cashier's choice is kept
     assert re.search(r'name="amount" value="78,120" readonly', html)
 
@@ -300,7 +300,7 @@ def test_a_wrong_amount_or_a_paid_bill_shows_the_error_and_changes_nothing(
     assert _post(client, url, pay_url, {"method": "cash", "amount": "78120"}).status_code == 302
     twice = _post(client, url, pay_url, {"method": "cash", "amount": "78120"})
     assert twice.status_code == 409
-    assert _testid(twice.get_data(as_text=True), "form-problem") == "This bill is already paid."
+    assert _testid(twice.get_data(as_text=True), "form-problem") == "This bill is closed: Paid."
     assert _payment_count(db_session) == 1
 
 
