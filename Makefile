@@ -23,8 +23,8 @@ translations: $(STAMP)
 	@$(BIN)/pybabel compile --statistics -d his/translations
 
 # make run: migrate the embedded SQLite database, load the demo province on first start, serve.
-# The e-prescription sender, the FHIR bulk export worker, the MLLP listener and the HL7
-# dispatcher run beside the server and stop when it stops (--with-parent).
+# The e-prescription sender, the FHIR bulk export worker, the MLLP listener, the HL7
+# dispatcher and the claim sender run beside the server and stop when it stops (--with-parent).
 run: install
 	@mkdir -p instance && chmod 700 instance
 	@test -s instance/secret_key || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))' > instance/secret_key)
@@ -36,6 +36,7 @@ run: install
 	  { $(BIN)/his fhir export-worker --loop --with-parent & } && \
 	  { $(BIN)/his hl7 listen --with-parent & } && \
 	  { $(BIN)/his hl7 dispatch --loop --with-parent & } && \
+	  { $(BIN)/his claims send --loop --with-parent & } && \
 	  exec $(BIN)/his serve
 
 test: install

@@ -1,6 +1,8 @@
-"""Claim files in bulk: making the missing ones for finished BHYT visits, and writing a
-period's files to a folder (``his claims export``) for the gateway's manual upload or an
-auditor.
+"""Claim files in bulk: making the missing ones (check-ins at the first charge, claims for
+finished BHYT visits) and queuing them for the sender, and writing a period's files to a
+folder (``his claims export``) for the gateway's manual upload or an auditor.
+
+Made by a sweep rather than from the clinical services, which know nothing of billing.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.claim_files import make_claim_file
+from billing.claim_files import CHECK_IN, make_check_in_file, make_claim_file
+from billing.claim_sender import queue
 from billing.models import ClaimFile
 from his.errors import DomainError
 from his.localtime import local_day_bounds
-from his.models import Payment, Visit, VisitStatus
+from his.models import Encounter, Facility, Payment, Role, Visit, VisitStatus, VisitType
 from his.services.access import Principal
 
 
@@ -40,13 +43,23 @@ def finished_bhyt_visits(session: Session, facility_id: int, start: dt.date, end
     )
 
 
+def acting_for(facility: Facility) -> Principal:
+    """The sweep acts for each facility in turn, as the system."""
+    return Principal(
+        user_id=None,
+        username="claims-sweep",
+        roles=frozenset({Role.ADMIN}),
+        facility_id=facility.id,
+    )
+
+
 def make_missing(
     session: Session, principal: Principal, start: dt.date, end: dt.date, folder: Path | None
 ) -> Made:
     """A claim file for each finished BHYT visit of the period that has none yet. A visit
     whose claim fails its checks is reported, not skipped silently, and stops no other."""
     result = Made()
-    has_file = select(ClaimFile.visit_id)
+    has_file = select(ClaimFile.visit_id).where(ClaimFile.tables != CHECK_IN)
     visits = session.scalars(
         finished_bhyt_visits(session, principal.facility_id, start, end)
         .where(Visit.id.not_in(has_file))
@@ -93,3 +106,52 @@ def export(
         path.write_bytes(claim.content)
         written.append(path)
     return written, made.refused
+
+
+def _check_ins_missing(
+    session: Session, principal: Principal, since: dt.date, folder: Path | None
+) -> Made:
+    """A check-in for each BHYT visit (not an emergency) opened since ``since`` that has been
+    examined and has no check-in yet."""
+    result = Made()
+    low, _ = local_day_bounds(since)
+    visits = session.scalars(
+        select(Visit)
+        .where(
+            Visit.facility_id == principal.facility_id,
+            Visit.payment == Payment.BHYT,
+            Visit.visit_type != VisitType.EMERGENCY,
+            Visit.status != VisitStatus.CANCELLED,
+            Visit.opened_at >= low,
+            # Examined: the examination fee is the first charge.
+            Visit.id.in_(select(Encounter.visit_id)),
+            Visit.id.not_in(select(ClaimFile.visit_id).where(ClaimFile.tables == CHECK_IN)),
+        )
+        .order_by(Visit.opened_at, Visit.id)
+    ).all()
+    for visit in visits:
+        try:
+            with session.begin_nested():
+                result.made.append(make_check_in_file(session, principal, visit.id, folder))
+        except DomainError as exc:
+            details = "; ".join(m for messages in exc.errors.values() for m in messages)
+            result.refused[visit.visit_code] = f"{exc.detail} {details}".strip()
+    return result
+
+
+def prepare_due(session: Session, today: dt.date, folder: Path | None, days: int = 7) -> Made:
+    """Check-ins and claim files of the last ``days`` days that are missing, made and queued
+    for the gateway, at every facility."""
+    since = today - dt.timedelta(days=days)
+    result = Made()
+    for facility in session.scalars(select(Facility).where(Facility.active.is_(True))):
+        acting = acting_for(facility)
+        for made in (
+            _check_ins_missing(session, acting, since, folder),
+            make_missing(session, acting, since, today, folder),
+        ):
+            for claim in made.made:
+                queue(session, claim)
+            result.made.extend(made.made)
+            result.refused.update(made.refused)
+    return result

@@ -32,6 +32,7 @@ from billing.claims import (
     ResultLine,
     ServiceLine,
     Summary,
+    build_check_in,
     build_envelope,
     make_test_certificate,
     sign_envelope,
@@ -403,29 +404,10 @@ def claim_for_visit(session: Session, visit: Visit, bill: bills.VisitBill) -> Cl
         ma_hsba=visit.visit_code,
         ma_ttdv=_head_number(session, facility),
     )
-    first = min(bills.live_charges(session, visit), key=lambda c: c.performed_at, default=None)
-    check_in = CheckIn(
-        ma_lk=visit.visit_code,
-        ma_bn=patient.mrn,
-        ho_ten=patient.full_name,
-        so_cccd=summary.so_cccd,
-        ngay_sinh=summary.ngay_sinh,
-        gioi_tinh=summary.gioi_tinh,
-        ma_the_bhyt=summary.ma_the_bhyt,
-        ma_dkbd=summary.ma_dkbd,
-        gt_the_tu=summary.gt_the_tu,
-        gt_the_den=summary.gt_the_den,
-        ma_doituong_kcb=visit_class,
-        ngay_vao=started,
-        ngay_vao_noi_tru=summary.ngay_vao_noi_tru,
-        ma_loai_kcb=summary.ma_loai_kcb,
-        ma_cskcb=facility.code,
-        ma_dich_vu=first.code if first is not None and first.kind != ChargeKind.DRUG else None,
-        ten_dich_vu=first.name if first is not None and first.kind != ChargeKind.DRUG else None,
-        ma_thuoc=first.code if first is not None and first.kind == ChargeKind.DRUG else None,
-        ten_thuoc=first.name if first is not None and first.kind == ChargeKind.DRUG else None,
-        ngay_yl=first.performed_at if first is not None else started,
-    )
+    try:
+        check_in = check_in_for_visit(session, visit)
+    except Conflict:
+        check_in = None  # nothing charged: no check-in to go with the claim
     course = (
         [
             CourseEntry(
@@ -446,6 +428,40 @@ def claim_for_visit(session: Session, visit: Visit, bill: bills.VisitBill) -> Cl
         services=tuple(lines.services),
         results=tuple(_results(session, visit)),
         course=tuple(course),
+    )
+
+
+def check_in_for_visit(session: Session, visit: Visit) -> CheckIn:
+    """XML0: the visit's status at its first charge (no diagnosis is needed yet)."""
+    patient, facility = visit.patient, visit.facility
+    coverage = patient.coverage
+    bill = bills.build(session, visit)
+    first = min(bills.live_charges(session, visit), key=lambda c: c.performed_at, default=None)
+    if first is None:
+        raise Conflict(str(_l("Nothing is charged yet: the check-in comes with the first charge.")))
+    drug = first.kind == ChargeKind.DRUG
+    inpatient = visit.visit_type in bills.INPATIENT_TYPES
+    return CheckIn(
+        ma_lk=visit.visit_code,
+        ma_bn=patient.mrn,
+        ho_ten=patient.full_name,
+        so_cccd=patient.identifier(IdentifierType.CCCD),
+        ngay_sinh=BirthDate.of(patient.birth),
+        gioi_tinh=SEX[patient.sex],
+        ma_the_bhyt=(_card_code(coverage),),
+        ma_dkbd=(coverage.registered_facility_code or "",),
+        gt_the_tu=(coverage.valid_from,) if coverage.valid_from else (),
+        gt_the_den=(coverage.valid_to,) if coverage.valid_to else (),
+        ma_doituong_kcb=VISIT_CLASS.get(bill.split.coverage_rule, "1.1"),
+        ngay_vao=visit.opened_at,
+        ngay_vao_noi_tru=visit.opened_at if inpatient else None,
+        ma_loai_kcb=VISIT_KIND[visit.visit_type],
+        ma_cskcb=facility.code,
+        ma_dich_vu=None if drug else first.code,
+        ten_dich_vu=None if drug else first.name,
+        ma_thuoc=first.code if drug else None,
+        ten_thuoc=first.name if drug else None,
+        ngay_yl=first.performed_at,
     )
 
 
@@ -500,23 +516,46 @@ def make_claim_file(
             str(_l("The claim file was not made: %(n)s problems.", n=len(exc.problems))),
             errors={"claim": list(exc.problems)},
         ) from exc
+    claim_files = select(ClaimFile).where(
+        ClaimFile.visit_id == visit.id, ClaimFile.tables != CHECK_IN
+    )
+    sending = session.scalar(claim_files.where(ClaimFile.status == ClaimStatus.QUEUED))
+    if sending is not None:
+        # It may be on its way: a second version now could leave the gateway with both.
+        raise Conflict(
+            str(
+                _l(
+                    "Version %(n)s is waiting to be sent: make a new one after the gateway "
+                    "answers.",
+                    n=sending.version,
+                )
+            ),
+            errors={"visit_id": [ClaimStatus.QUEUED.value]},
+        )
+    for older in session.scalars(
+        claim_files.where(ClaimFile.status.in_((ClaimStatus.READY, ClaimStatus.REJECTED)))
+    ):
+        older.status = ClaimStatus.SUPERSEDED
+    return _keep(session, principal, visit, ",".join(tables_for(claim)), signed)
+
+
+# The tables of a check-in file: XML0 alone, sent at the first charge, never superseded.
+CHECK_IN = "XML0"
+
+
+def _keep(
+    session: Session, principal: Principal, visit: Visit, tables: str, signed: bytes
+) -> ClaimFile:
     latest = session.scalar(
         select(func.max(ClaimFile.version)).where(ClaimFile.visit_id == visit.id)
     )
-    for older in session.scalars(
-        select(ClaimFile).where(
-            ClaimFile.visit_id == visit.id,
-            ClaimFile.status.in_((ClaimStatus.READY, ClaimStatus.QUEUED, ClaimStatus.REJECTED)),
-        )
-    ):
-        older.status = ClaimStatus.SUPERSEDED
     row = ClaimFile(
         visit_id=visit.id,
         facility_id=visit.facility_id,
         version=(latest or 0) + 1,
         ma_lk=visit.visit_code,
         schema_version=SCHEMA_VERSION,
-        tables=",".join(tables_for(claim)),
+        tables=tables,
         content=signed,
         sha256=hashlib.sha256(signed).hexdigest(),
         status=ClaimStatus.READY,
@@ -525,9 +564,32 @@ def make_claim_file(
     session.add(row)
     session.flush()
     audit.record_change(
-        session, principal, "ClaimFile", row.id, visit.patient_id, f"version {row.version}"
+        session, principal, "ClaimFile", row.id, visit.patient_id, f"{tables} v{row.version}"
     )
     return row
+
+
+def make_check_in_file(
+    session: Session, principal: Principal, visit_id: int, folder: Path | None = None
+) -> ClaimFile:
+    """The signed XML0 of a BHYT visit at its first charge; none for an emergency."""
+    principal.require_any(*CLAIM_ROLES)
+    visit = get_visit(session, principal, visit_id)
+    if visit.payment != Payment.BHYT or visit.visit_type == VisitType.EMERGENCY:
+        raise Conflict(
+            str(_l("Only a BHYT visit that is not an emergency sends a check-in.")),
+            errors={"visit_id": [visit.payment.value]},
+        )
+    check_in = check_in_for_visit(session, visit)
+    key_pem, cert_pem = load_keys(folder or keys_dir(), visit.facility.code)
+    try:
+        signed = sign_envelope(build_check_in(check_in), key_pem, cert_pem)
+    except ClaimError as exc:
+        raise ValidationFailed(
+            str(_l("The check-in file was not made: %(n)s problems.", n=len(exc.problems))),
+            errors={"claim": list(exc.problems)},
+        ) from exc
+    return _keep(session, principal, visit, CHECK_IN, signed)
 
 
 def latest_claim_file(session: Session, principal: Principal, visit_id: int) -> ClaimFile | None:
@@ -535,7 +597,7 @@ def latest_claim_file(session: Session, principal: Principal, visit_id: int) -> 
     visit = get_visit(session, principal, visit_id)
     return session.scalar(
         select(ClaimFile)
-        .where(ClaimFile.visit_id == visit.id)
+        .where(ClaimFile.visit_id == visit.id, ClaimFile.tables != CHECK_IN)
         .order_by(ClaimFile.version.desc())
         .limit(1)
     )

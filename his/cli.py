@@ -328,6 +328,11 @@ from his.cli_billing import billing as _billing_group  # noqa: E402  (after main
 
 main.add_command(_billing_group)
 
+# --- claims: `his claims ...` lives in his/cli_claims.py --------------------------------------
+from his.cli_claims import claims as _claims_group  # noqa: E402  (after main is defined)
+
+main.add_command(_claims_group)
+
 
 if __name__ == "__main__":
     main()

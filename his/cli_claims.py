@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from pathlib import Path
 
 import click
 
@@ -52,17 +53,24 @@ def claims_send(
     database, settings = _database()
     gateway = gateway_from_settings(settings)
     if gateway is None:
+        _prepare(database, settings)
         with database.session(write=False) as session:
             waiting = queued_count(session)
         click.echo(
             f"HIS_BHXH_GATEWAY_URL is not set: {waiting} claim file(s) stay queued, nothing sent"
         )
-        return
+        if not loop:
+            return
     retry_cap = dt.timedelta(seconds=max_backoff)
     parent = os.getppid()
     while True:
         try:
-            counts = send_due(database, gateway, limit=limit, retry_cap=retry_cap)
+            # Offline (no gateway yet, a commune station) the files are still made at the
+            # end of each visit and wait, queued, for the gateway.
+            _prepare(database, settings)
+            counts = (
+                send_due(database, gateway, limit=limit, retry_cap=retry_cap) if gateway else {}
+            )
         except Exception as exc:
             if not loop:
                 raise
@@ -85,3 +93,65 @@ def claims_send(
             time.sleep(min(0.5, interval))
         if with_parent and os.getppid() != parent:
             return
+
+
+def _prepare(database, settings) -> None:
+    """Make and queue the check-ins and claim files that are missing (the last 7 days)."""
+    from billing.claim_export import prepare_due
+    from his.localtime import local_today
+
+    with database.session() as session:
+        made = prepare_due(session, local_today(), settings.claim_keys_dir)
+    if made.made:
+        click.echo(f"claim files made and queued: {len(made.made)}")
+    for visit_code, reason in sorted(made.refused.items()):
+        click.echo(f"claim not made for visit {visit_code}: {reason}", err=True)
+
+
+@claims.command("export")
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="First day (YYYY-MM-DD) of the visits' end.",
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Last day (YYYY-MM-DD), included.",
+)
+@click.option("--facility", "facility_code", help="5-character facility code (default: every).")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def claims_export(start: dt.datetime, end: dt.datetime, facility_code: str | None, folder: Path):
+    """Write the signed claim file of every finished BHYT visit of the period to FOLDER (one
+    sub-folder per facility), making the missing ones first."""
+    from sqlalchemy import select
+
+    from billing.claim_export import acting_for, export
+    from his.models import Facility
+
+    if end < start:
+        raise click.BadParameter("--to is before --from")
+    database, settings = _database()
+    with database.session() as session:
+        query = select(Facility).order_by(Facility.code)
+        if facility_code:
+            query = query.where(Facility.code == facility_code)
+        facilities = session.scalars(query).all()
+        if not facilities:
+            raise click.ClickException(f"no facility has the code {facility_code}")
+        for facility in facilities:
+            written, refused = export(
+                session,
+                acting_for(facility),
+                start.date(),
+                end.date(),
+                folder / facility.code,
+                settings.claim_keys_dir,
+            )
+            click.echo(f"{facility.code}: {len(written)} claim file(s) in {folder / facility.code}")
+            for visit_code, reason in sorted(refused.items()):
+                click.echo(f"{facility.code}: visit {visit_code} not claimed: {reason}", err=True)

@@ -23,7 +23,8 @@ def test_a_claim_file_is_served_as_a_fhir_claim(db_session, fhir_get, login_toke
     assert response.status_code == 200, response.get_json()
     claim = response.get_json()
     assert validate_output(claim) == []
-    assert claim["identifier"] == [{"system": systems.MA_LK, "value": visit.visit_code}]
+    assert claim["identifier"][0] == {"system": systems.MA_LK, "value": visit.visit_code}
+    assert claim["identifier"][1]["value"] == f"{visit.visit_code}/v1"
     assert claim["patient"]["reference"] == f"Patient/{visit.patient_id}"
     assert claim["use"] == "claim" and claim["status"] == "active"
     assert claim["insurance"][0]["identifier"]["value"] == "DN4911234567890"
@@ -51,3 +52,4 @@ def test_a_claim_file_is_served_as_a_fhir_claim(db_session, fhir_get, login_toke
     db_session.commit()
     again = fhir_get(f"/fhir/Claim/{visit.id}", token).get_json()
     assert again["meta"]["versionId"] == "2"
+    assert again["identifier"][1]["value"] == f"{visit.visit_code}/v2"

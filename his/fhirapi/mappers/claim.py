@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
+from billing.claim_files import CHECK_IN
 from billing.claims import read_envelope, read_table
 from billing.models import ClaimFile
 from his.fhirapi import systems
@@ -26,6 +27,7 @@ from his.models import Coverage, Visit
 
 CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
 PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
+CLAIM_FILE = f"{systems.OURS}/sid/claim-file"  # MA_LK/v<version>
 INPATIENT_KINDS = ("03", "04")  # MA_LOAI_KCB of treatment episodes (claim_files.VISIT_KIND)
 
 param("Claim", "patient", REFERENCE, "patient", targets=("Patient",))
@@ -38,12 +40,18 @@ param("Claim", "provider", REFERENCE, "provider", targets=("Organization",))
 
 @trigger(ClaimFile)
 def _claim_file_changed(row: ClaimFile):
+    # Only a new file changes the Claim: the sender's attempts, leases and answers do not.
+    if row.tables == CHECK_IN or not inspect(row).attrs.content.history.has_changes():
+        return []
     return [("Claim", str(row.visit_id))]
 
 
 def _ids(session: Session) -> Iterator[str]:
     for visit_id in session.scalars(
-        select(ClaimFile.visit_id).distinct().order_by(ClaimFile.visit_id)
+        select(ClaimFile.visit_id)
+        .where(ClaimFile.tables != CHECK_IN)
+        .distinct()
+        .order_by(ClaimFile.visit_id)
     ):
         yield str(visit_id)
 
@@ -67,7 +75,7 @@ def build_claim(session: Session, resource_id: str) -> Built | None:
         return None
     latest = session.scalar(
         select(ClaimFile)
-        .where(ClaimFile.visit_id == visit_id)
+        .where(ClaimFile.visit_id == visit_id, ClaimFile.tables != CHECK_IN)
         .order_by(ClaimFile.version.desc())
         .limit(1)
     )
@@ -98,7 +106,11 @@ def claim_resource(session: Session, claim: ClaimFile, visit: Visit) -> dict[str
     )
     diagnoses = [summary["MA_BENH_CHINH"], *filter(None, summary["MA_BENH_KT"].split(";"))]
     resource = {
-        "identifier": [{"system": systems.MA_LK, "value": claim.ma_lk}],
+        "identifier": [
+            {"system": systems.MA_LK, "value": claim.ma_lk},
+            # Which signed file this Claim shows: a corrected claim is a new file version.
+            {"system": CLAIM_FILE, "value": f"{claim.ma_lk}/v{claim.version}"},
+        ],
         "status": "active",
         "type": concept(
             CLAIM_TYPE,
