@@ -53,26 +53,32 @@ def acting_for(facility: Facility) -> Principal:
     )
 
 
+def _make_each(session: Session, principal: Principal, visits, make, folder: Path | None) -> Made:
+    """``make`` for each visit, each in its own savepoint: a visit whose file fails its checks
+    is reported with the reasons, not skipped silently, and stops no other."""
+    result = Made()
+    for visit in visits:
+        try:
+            with session.begin_nested():
+                result.made.append(make(session, principal, visit.id, folder))
+        except DomainError as exc:
+            details = "; ".join(m for messages in exc.errors.values() for m in messages)
+            result.refused[visit.visit_code] = f"{exc.detail} {details}".strip()
+    return result
+
+
 def make_missing(
     session: Session, principal: Principal, start: dt.date, end: dt.date, folder: Path | None
 ) -> Made:
     """A claim file for each finished BHYT visit of the period that has none yet. A visit
     whose claim fails its checks is reported, not skipped silently, and stops no other."""
-    result = Made()
     has_file = select(ClaimFile.visit_id).where(ClaimFile.tables != CHECK_IN)
     visits = session.scalars(
         finished_bhyt_visits(session, principal.facility_id, start, end)
         .where(Visit.id.not_in(has_file))
         .order_by(Visit.closed_at, Visit.id)
     ).all()
-    for visit in visits:
-        try:
-            with session.begin_nested():
-                result.made.append(make_claim_file(session, principal, visit.id, folder))
-        except DomainError as exc:
-            details = "; ".join(m for messages in exc.errors.values() for m in messages)
-            result.refused[visit.visit_code] = f"{exc.detail} {details}".strip()
-    return result
+    return _make_each(session, principal, visits, make_claim_file, folder)
 
 
 def export(
@@ -113,7 +119,6 @@ def _check_ins_missing(
 ) -> Made:
     """A check-in for each BHYT visit (not an emergency) opened since ``since`` that has been
     examined and has no check-in yet."""
-    result = Made()
     low, _ = local_day_bounds(since)
     visits = session.scalars(
         select(Visit)
@@ -129,14 +134,7 @@ def _check_ins_missing(
         )
         .order_by(Visit.opened_at, Visit.id)
     ).all()
-    for visit in visits:
-        try:
-            with session.begin_nested():
-                result.made.append(make_check_in_file(session, principal, visit.id, folder))
-        except DomainError as exc:
-            details = "; ".join(m for messages in exc.errors.values() for m in messages)
-            result.refused[visit.visit_code] = f"{exc.detail} {details}".strip()
-    return result
+    return _make_each(session, principal, visits, make_check_in_file, folder)
 
 
 def prepare_due(session: Session, today: dt.date, folder: Path | None, days: int = 7) -> Made:

@@ -342,15 +342,9 @@ def claim_for_visit(session: Session, visit: Visit, bill: bills.VisitBill) -> Cl
         (line.thanh_tien_bv for line in lines.services if line.is_supply), Decimal(0)
     )
     visit_class = VISIT_CLASS.get(bill.split.coverage_rule, "1.1")
-    card = _card_code(coverage)
     paid_at = _paid_at(bill)
     summary = Summary(
-        ma_lk=visit.visit_code,
-        ma_bn=patient.mrn,
-        ho_ten=patient.full_name,
-        so_cccd=patient.identifier(IdentifierType.CCCD),
-        ngay_sinh=BirthDate.of(patient.birth),
-        gioi_tinh=SEX[patient.sex],
+        **_identity(visit),
         ma_quoctich=NATIONALITY.get(patient.nationality, patient.nationality),
         ma_dantoc=patient.ethnicity_code or "01",
         ma_nghe_nghiep=patient.occupation_code or NO_OCCUPATION,
@@ -359,10 +353,6 @@ def claim_for_visit(session: Session, visit: Visit, bill: bills.VisitBill) -> Cl
         mahuyen_cu_tru=patient.legacy_district_code,
         maxa_cu_tru=patient.commune_code,
         dien_thoai=patient.phone,
-        ma_the_bhyt=(card,),
-        ma_dkbd=(coverage.registered_facility_code or "",),
-        gt_the_tu=(coverage.valid_from,) if coverage.valid_from else (),
-        gt_the_den=(coverage.valid_to,) if coverage.valid_to else (),
         ly_do_vv=encounters[0].reason,
         chan_doan_vao=visit.referral_diagnosis,
         chan_doan_rv="; ".join(d.title for d in [main, *(d for d in diagnoses if d is not main)]),
@@ -431,10 +421,27 @@ def claim_for_visit(session: Session, visit: Visit, bill: bills.VisitBill) -> Cl
     )
 
 
+def _identity(visit: Visit) -> dict:
+    """Who the claim is for and on which card: the same in XML0 and XML1."""
+    patient = visit.patient
+    coverage = patient.coverage
+    return {
+        "ma_lk": visit.visit_code,
+        "ma_bn": patient.mrn,
+        "ho_ten": patient.full_name,
+        "so_cccd": patient.identifier(IdentifierType.CCCD),
+        "ngay_sinh": BirthDate.of(patient.birth),
+        "gioi_tinh": SEX[patient.sex],
+        "ma_the_bhyt": (_card_code(coverage),),
+        "ma_dkbd": (coverage.registered_facility_code or "",),
+        "gt_the_tu": (coverage.valid_from,) if coverage.valid_from else (),
+        "gt_the_den": (coverage.valid_to,) if coverage.valid_to else (),
+    }
+
+
 def check_in_for_visit(session: Session, visit: Visit) -> CheckIn:
     """XML0: the visit's status at its first charge (no diagnosis is needed yet)."""
-    patient, facility = visit.patient, visit.facility
-    coverage = patient.coverage
+    facility = visit.facility
     bill = bills.build(session, visit)
     first = min(bills.live_charges(session, visit), key=lambda c: c.performed_at, default=None)
     if first is None:
@@ -442,16 +449,7 @@ def check_in_for_visit(session: Session, visit: Visit) -> CheckIn:
     drug = first.kind == ChargeKind.DRUG
     inpatient = visit.visit_type in bills.INPATIENT_TYPES
     return CheckIn(
-        ma_lk=visit.visit_code,
-        ma_bn=patient.mrn,
-        ho_ten=patient.full_name,
-        so_cccd=patient.identifier(IdentifierType.CCCD),
-        ngay_sinh=BirthDate.of(patient.birth),
-        gioi_tinh=SEX[patient.sex],
-        ma_the_bhyt=(_card_code(coverage),),
-        ma_dkbd=(coverage.registered_facility_code or "",),
-        gt_the_tu=(coverage.valid_from,) if coverage.valid_from else (),
-        gt_the_den=(coverage.valid_to,) if coverage.valid_to else (),
+        **_identity(visit),
         ma_doituong_kcb=VISIT_CLASS.get(bill.split.coverage_rule, "1.1"),
         ngay_vao=visit.opened_at,
         ngay_vao_noi_tru=visit.opened_at if inpatient else None,
@@ -507,15 +505,12 @@ def make_claim_file(
         )
     bill = bills.build(session, visit)
     claim = claim_for_visit(session, visit, bill)
-    key_pem, cert_pem = load_keys(folder or keys_dir(), visit.facility.code)
-    try:
-        envelope = build_envelope(visit.facility.code, claim, local_date(utcnow()))
-        signed = sign_envelope(envelope, key_pem, cert_pem)
-    except ClaimError as exc:
-        raise ValidationFailed(
-            str(_l("The claim file was not made: %(n)s problems.", n=len(exc.problems))),
-            errors={"claim": list(exc.problems)},
-        ) from exc
+    signed = _signed(
+        lambda: build_envelope(visit.facility.code, claim, local_date(utcnow())),
+        visit,
+        folder,
+        lambda n: _l("The claim file was not made: %(n)s problems.", n=n),
+    )
     claim_files = select(ClaimFile).where(
         ClaimFile.visit_id == visit.id, ClaimFile.tables != CHECK_IN
     )
@@ -537,6 +532,19 @@ def make_claim_file(
     ):
         older.status = ClaimStatus.SUPERSEDED
     return _keep(session, principal, visit, ",".join(tables_for(claim)), signed)
+
+
+def _signed(build, visit: Visit, folder: Path | None, refused) -> bytes:
+    """The file ``build`` makes, signed with the facility's key; its problems all at once,
+    with ``refused(count)`` saying what was not made."""
+    key_pem, cert_pem = load_keys(folder or keys_dir(), visit.facility.code)
+    try:
+        return sign_envelope(build(), key_pem, cert_pem)
+    except ClaimError as exc:
+        raise ValidationFailed(
+            str(refused(len(exc.problems))),
+            errors={"claim": list(exc.problems)},
+        ) from exc
 
 
 # The tables of a check-in file: XML0 alone, sent at the first charge, never superseded.
@@ -581,14 +589,12 @@ def make_check_in_file(
             errors={"visit_id": [visit.payment.value]},
         )
     check_in = check_in_for_visit(session, visit)
-    key_pem, cert_pem = load_keys(folder or keys_dir(), visit.facility.code)
-    try:
-        signed = sign_envelope(build_check_in(check_in), key_pem, cert_pem)
-    except ClaimError as exc:
-        raise ValidationFailed(
-            str(_l("The check-in file was not made: %(n)s problems.", n=len(exc.problems))),
-            errors={"claim": list(exc.problems)},
-        ) from exc
+    signed = _signed(
+        lambda: build_check_in(check_in),
+        visit,
+        folder,
+        lambda n: _l("The check-in file was not made: %(n)s problems.", n=n),
+    )
     return _keep(session, principal, visit, CHECK_IN, signed)
 
 

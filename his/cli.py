@@ -235,8 +235,7 @@ def eprescription() -> None:
 )
 def eprescription_send(loop: bool, interval: float, limit: int, with_parent: bool) -> None:
     """Send the signed prescriptions that are due; retry the failed ones with backoff."""
-    import time
-
+    from his.cli_rounds import next_round
     from his.services.eprescription import (
         SendReport,
         client_from_settings,
@@ -274,12 +273,7 @@ def eprescription_send(loop: bool, interval: float, limit: int, with_parent: boo
         if not loop:
             return
         # A full round means more may be due: go again at once.
-        deadline = time.monotonic() + (0 if report.total >= limit else interval)
-        while time.monotonic() < deadline:
-            if with_parent and os.getppid() != parent:
-                return
-            time.sleep(min(0.5, interval))
-        if with_parent and os.getppid() != parent:
+        if not next_round(0 if report.total >= limit else interval, interval, with_parent, parent):
             return
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 from pathlib import Path
 
 import click
@@ -49,6 +48,7 @@ def claims_send(
     cannot answer, and keep what it answers."""
     from billing.claim_gateway import gateway_from_settings
     from billing.claim_sender import queued_count, send_due
+    from his.cli_rounds import next_round
 
     database, settings = _database()
     gateway = gateway_from_settings(settings)
@@ -86,12 +86,7 @@ def claims_send(
         if not loop:
             return
         # A full round means more may be due: go again at once.
-        deadline = time.monotonic() + (0 if total >= limit else interval)
-        while time.monotonic() < deadline:
-            if with_parent and os.getppid() != parent:
-                return
-            time.sleep(min(0.5, interval))
-        if with_parent and os.getppid() != parent:
+        if not next_round(0 if total >= limit else interval, interval, with_parent, parent):
             return
 
 

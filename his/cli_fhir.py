@@ -135,9 +135,9 @@ def export_worker(loop: bool, interval: float, with_parent: bool) -> None:
     """Write the files of queued $export jobs (and of jobs whose worker died); expire old
     ones. Without --loop: every waiting job once, then exit."""
     import os
-    import time
 
     from his.cli import _settings
+    from his.cli_rounds import next_round
     from his.services import fhir_export
 
     settings = _settings()
@@ -156,12 +156,7 @@ def export_worker(loop: bool, interval: float, with_parent: bool) -> None:
             click.echo(f"exports: {done} finished")
         if not loop:
             return
-        deadline = time.monotonic() + interval
-        while time.monotonic() < deadline:
-            if with_parent and os.getppid() != parent:
-                return
-            time.sleep(min(0.5, interval))
-        if with_parent and os.getppid() != parent:
+        if not next_round(interval, interval, with_parent, parent):
             return
 
 
