@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from his.api import register_api
     from his.web import bp as web_bp
     from his.web import health_bp
+    from his.web.billing_admin import bp as billing_admin_bp
     from his.web.cashier import bp as cashier_bp
     from his.web.claims import bp as claims_bp
     from his.web.doctor import bp as doctor_bp
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.register_blueprint(fhir_clients_bp)
     app.register_blueprint(hl7_bp)
     app.register_blueprint(claims_bp)
+    app.register_blueprint(billing_admin_bp)
     register_api(app)
     from his import fhirapi
 
