@@ -14,12 +14,14 @@ import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from billing.models import Bill, BillStatus, Charge, ChargeKind
 from billing.params import params_on
 from his.db import utcnow
+from his.errors import Conflict, NotFound, ValidationFailed
 from his.localtime import local_date
 from his.models import (
     Dispense,
@@ -30,12 +32,17 @@ from his.models import (
     OrderStatus,
     Payment,
     Prescription,
+    Role,
     ServiceKind,
     ServiceOrder,
     User,
     Visit,
+    VisitStatus,
 )
 from his.models.stock import DispenseKind
+from his.services import audit
+from his.services.access import Principal
+from his.services.visits import get_visit
 
 
 def open_bill(session: Session, visit: Visit) -> Bill:
@@ -286,3 +293,75 @@ def _drop_cancelled_orders(session: Session, visit: Visit) -> None:
     for charge in rows:
         charge.cancelled_at = utcnow()
         charge.cancel_reason = "order cancelled"
+
+
+# Who may put a charge on a visit by hand (a supply used, a service done without an order).
+CHARGE_ROLES = (Role.ADMIN, Role.CASHIER, Role.DOCTOR, Role.NURSE)
+_THOUSANDTH = Decimal("0.001")
+
+
+def add_charge(
+    session: Session,
+    principal: Principal,
+    visit_id: int,
+    code: str,
+    quantity: Decimal,
+    kind: ChargeKind,
+) -> Charge:
+    """A supply (VTYT) used or a service done without an order, at the catalog price in force
+    today; it goes on the visit's open bill (a supplementary one once the bill is paid)."""
+    principal.require_any(*CHARGE_ROLES)
+    visit = get_visit(session, principal, visit_id)
+    errors: dict[str, list[str]] = {}
+    if kind not in (ChargeKind.SUPPLY, ChargeKind.SERVICE):
+        errors["kind"] = [
+            str(_l("A supply or a service; examinations and drugs come by themselves."))
+        ]
+    if not quantity.is_finite() or quantity <= 0 or quantity != quantity.quantize(_THOUSANDTH):
+        errors["quantity"] = [str(_l("More than zero, at most three decimals."))]
+    now = utcnow()
+    service = _service_on(session, visit.facility_id, code.strip(), local_date(now))
+    if service is None or not service.active:
+        errors["code"] = [str(_l("No catalog item of your facility has this code today."))]
+    elif service.kind == ServiceKind.EXAMINATION:
+        errors["code"] = [str(_l("Examination fees come from the examinations themselves."))]
+    if errors:
+        raise ValidationFailed(str(_l("The charge was not added.")), errors=errors)
+    if visit.status == VisitStatus.CANCELLED:
+        raise Conflict(str(_l("The visit is cancelled.")), errors={"visit_id": ["cancelled"]})
+    charge = _service_charge(visit, service, kind=kind, source_key=None, quantity=quantity, at=now)
+    charge.created_by_id = principal.user_id
+    charge.bill_id = open_bill(session, visit).id
+    session.add(charge)
+    session.flush()
+    audit.record_change(session, principal, "Charge", charge.id, visit.patient_id, kind.value)
+    return charge
+
+
+def cancel_charge(session: Session, principal: Principal, charge_id: int, reason: str) -> Charge:
+    """Takes a charge entered by hand off an open bill, with a reason; a paid bill is changed
+    only by a refund."""
+    principal.require_any(*CHARGE_ROLES)
+    charge = session.get(Charge, charge_id)
+    if charge is None or charge.facility_id != principal.facility_id:
+        raise NotFound(str(_l("No charge has this id at your facility.")))
+    if not reason or not reason.strip():
+        raise ValidationFailed(
+            str(_l("Say why the charge is taken off.")), errors={"reason": [str(_l("required"))]}
+        )
+    if charge.source_key is not None:
+        raise Conflict(
+            str(_l("This charge comes from the clinical record: cancel its order or dispensing.")),
+            errors={"charge_id": [charge.source_key]},
+        )
+    if charge.cancelled_at is not None or charge.bill.status != BillStatus.OPEN:
+        raise Conflict(
+            str(_l("Only a charge of an open bill can be taken off; a paid bill is refunded.")),
+            errors={"charge_id": [charge.bill.status.value]},
+        )
+    charge.cancelled_at = utcnow()
+    charge.cancel_reason = reason.strip()[:300]
+    session.flush()
+    visit = session.get(Visit, charge.visit_id)
+    audit.record_change(session, principal, "Charge", charge.id, visit.patient_id, "cancelled")
+    return charge

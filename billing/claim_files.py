@@ -181,14 +181,17 @@ def _licence(user: User | None) -> str | None:
     return user.practising_certificate if user is not None else None
 
 
-def _lines(session: Session, visit: Visit, bill: bills.VisitBill, department: str) -> _Lines:
+def _lines(
+    session: Session, visit: Visit, bill: bills.VisitBill, department: str, doctor: str | None
+) -> _Lines:
     splits: dict[str, LineSplit] = {line.key: line for line in bill.split.lines}
     charges = bills.live_charges(session, visit)
     drugs, services = [], []
     for charge in charges:
         split = splits[str(charge.id)]
         covered = split.bhyt_amount > 0
-        doctors = tuple(x for x in (charge.doctor_licence,) if x) or ("",)
+        # A charge entered by hand (a supply) names no doctor: the visit's doctor ordered it.
+        doctors = tuple(x for x in (charge.doctor_licence or doctor,) if x) or ("",)
         common = {
             "ma_lk": visit.visit_code,
             "pham_vi": 1 if charge.in_scope else 2,
@@ -228,6 +231,8 @@ def _lines(session: Session, visit: Visit, bill: bills.VisitBill, department: st
         services.append(
             ServiceLine(
                 ma_dich_vu=None if charge.kind == ChargeKind.SUPPLY else charge.code,
+                # A supply's catalog code is the one the gateway gave it (MA_VAT_TU).
+                ma_vat_tu=charge.code if charge.kind == ChargeKind.SUPPLY else None,
                 ma_nhom=group,
                 ten_dich_vu=None if charge.kind == ChargeKind.SUPPLY else charge.name,
                 ten_vat_tu=charge.name if charge.kind == ChargeKind.SUPPLY else None,
@@ -325,7 +330,7 @@ def claim_for_visit(session: Session, visit: Visit, bill: bills.VisitBill) -> Cl
     others = tuple(dict.fromkeys(d.icd10_code for d in diagnoses if d is not main))
     last = encounters[-1]
     department = _department_code(session, visit)
-    lines = _lines(session, visit, bill, department)
+    lines = _lines(session, visit, bill, department, _licence(last.doctor))
     figures = bill.figures
     started = visit.opened_at
     ended = visit.closed_at or last.finished_at or utcnow()

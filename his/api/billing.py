@@ -10,8 +10,8 @@ from flask.views import MethodView
 from flask_login import login_required
 from marshmallow import Schema, fields, validate
 
-from billing import bills, claim_files, params, payments
-from billing.models import PaymentMethod
+from billing import bills, charges, claim_files, params, payments
+from billing.models import ChargeKind, PaymentMethod
 from his.api.blueprint import Blueprint
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
@@ -329,3 +329,64 @@ class ClaimXmlResource(MethodView):
         )
         response.headers["ETag"] = f'"{claim.sha256}"'
         return response
+
+
+class ChargeInSchema(Schema):
+    code = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=50),
+        metadata={"description": "Catalog code of the supply (VTYT) or service"},
+    )
+    quantity = fields.Decimal(required=True, places=3, as_string=True)
+    kind = fields.Enum(ChargeKind, by_value=True, load_default=ChargeKind.SUPPLY)
+
+
+class ChargeSchema(Schema):
+    id = fields.Integer()
+    visit_id = fields.Integer()
+    bill_id = fields.Integer()
+    kind = fields.String(attribute="kind.value")
+    code = fields.String()
+    name = fields.String()
+    unit = fields.String(allow_none=True)
+    quantity = fields.Decimal(as_string=True)
+    unit_price = fields.Integer(metadata=_MONEY)
+    bhyt_price = fields.Integer(metadata=_MONEY)
+    in_scope = fields.Boolean()
+    service_date = fields.Date()
+    cancelled_at = fields.DateTime(allow_none=True)
+    cancel_reason = fields.String(allow_none=True)
+
+
+@blp.route("/visits/<int:visit_id>/charges")
+class VisitChargesResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.arguments(ChargeInSchema)
+    @blp.response(201, ChargeSchema)
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
+    @problem_doc(blp, 404, "No such visit at your facility")
+    @problem_doc(blp, 409, "The visit is cancelled")
+    @problem_doc(blp, 422, "Unknown code, an examination, or a wrong quantity")
+    def post(self, body, visit_id: int):
+        """Charge a supply used (or a service done without an order) at today's catalog price."""
+        return charges.add_charge(
+            db_session(), principal(), visit_id, body["code"], body["quantity"], body["kind"]
+        )
+
+
+@blp.route("/charges/<int:charge_id>/cancel")
+class ChargeCancelResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.arguments(RefundInSchema)
+    @blp.response(200, ChargeSchema)
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
+    @problem_doc(blp, 404, "No such charge at your facility")
+    @problem_doc(blp, 409, "From the clinical record, or on a paid bill")
+    @problem_doc(blp, 422, "No reason")
+    def post(self, body, charge_id: int):
+        """Take a charge entered by hand off the open bill, with a reason."""
+        return charges.cancel_charge(db_session(), principal(), charge_id, body["reason"])

@@ -380,3 +380,78 @@ def test_a_visit_that_became_a_small_bill_gives_the_co_payment_back(
     assert (given_back["kind"], given_back["amount"]) == ("refund", 78_120)
     assert given_back["receipt_number"] == f"{YEAR}-000002"
     assert settled.get_json()["bill"]["balance"] == 0
+
+
+def _supply(db_session, place):
+    db_session.add(
+        MedicalService(
+            facility_id=place.facility.id,
+            code="N03.03.030",
+            name="Bơm tiêm nhựa 5 ml",
+            kind=ServiceKind.OTHER,
+            unit="cái",
+            bhyt_price=1_000,
+            service_price=1_200,
+            search_key=catalogs.search_text("N03.03.030", "Bơm tiêm nhựa 5 ml"),
+            valid_from=dt.date(2026, 1, 1),
+        )
+    )
+    db_session.flush()
+
+
+def test_a_supply_is_charged_by_hand_and_taken_off_with_a_reason(
+    client, db_session, hospital, login_token
+):
+    _supply(db_session, hospital)
+    visit, _encounter, _doctor = _examined(db_session, hospital, **_referred_bhyt())
+    nurse = login_token(hospital.nurse.username)
+    added = client.post(
+        f"/api/v1/visits/{visit.id}/charges",
+        json={"code": "N03.03.030", "quantity": "2"},
+        headers=nurse,
+    )
+    assert added.status_code == 201, added.get_json()
+    assert (added.get_json()["kind"], added.get_json()["unit_price"]) == ("supply", 1_000)
+    body = client.get(
+        f"/api/v1/visits/{visit.id}/bill", headers=login_token(hospital.cashier.username)
+    ).get_json()
+    # 42,100 + 2 x 1,000 = 44,100: a small bill, all the fund's.
+    assert sorted((line["kind"], line["total"]) for line in body["lines"]) == [
+        ("examination", 42_100),
+        ("supply", 2_000),
+    ]
+    for wrong, field in (
+        ({"code": "N03.03.030", "quantity": "0"}, "quantity"),
+        ({"code": "NOPE", "quantity": "1"}, "code"),
+        ({"code": "02.1896", "quantity": "1"}, "code"),  # an examination
+    ):
+        refused = client.post(f"/api/v1/visits/{visit.id}/charges", json=wrong, headers=nurse)
+        assert refused.status_code == 422 and field in refused.get_json()["errors"], wrong
+    receptionist = UserFactory(roles=(Role.RECEPTIONIST,), facility=hospital.facility)
+    denied = client.post(
+        f"/api/v1/visits/{visit.id}/charges",
+        json={"code": "N03.03.030", "quantity": "1"},
+        headers=login_token(receptionist.username),
+    )
+    assert denied.status_code == 403
+
+    charge_id = added.get_json()["id"]
+    no_reason = client.post(
+        f"/api/v1/charges/{charge_id}/cancel", json={"reason": ""}, headers=nurse
+    )
+    assert no_reason.status_code == 422
+    taken_off = client.post(
+        f"/api/v1/charges/{charge_id}/cancel", json={"reason": "Nhập nhầm"}, headers=nurse
+    )
+    assert taken_off.status_code == 200 and taken_off.get_json()["cancel_reason"] == "Nhập nhầm"
+    exam_charge = db_session.scalar(
+        select(Charge.id).where(Charge.visit_id == visit.id, Charge.source_key.is_not(None))
+    )
+    clinical = client.post(
+        f"/api/v1/charges/{exam_charge}/cancel", json={"reason": "x"}, headers=nurse
+    )
+    assert clinical.status_code == 409
+    after = client.get(
+        f"/api/v1/visits/{visit.id}/bill", headers=login_token(hospital.cashier.username)
+    ).get_json()
+    assert [line["kind"] for line in after["lines"]] == ["examination"]

@@ -4,6 +4,7 @@ with its totals cross-checked against the bill and the details."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -14,10 +15,13 @@ from billing.models import ClaimFile, ClaimStatus
 from his.db import utcnow
 from his.models import (
     Diagnosis,
+    MedicalService,
     Payment,
     Role,
+    ServiceKind,
     VisitStatus,
 )
+from his.services.access import Principal
 from tests.billing_data import claim_hospital, finished_visit
 from tests.factories import UserFactory
 
@@ -100,6 +104,42 @@ def test_the_claim_file_is_signed_valid_and_adds_up(
     # The same file again, not a new version.
     again = client.get(f"/api/v1/claims/{visit.id}/xml", headers=headers)
     assert again.get_data() == signed
+
+
+def test_a_supply_is_an_xml3_line_of_its_own_group(client, db_session, hospital, keys, login_token):
+    from billing.charges import add_charge
+    from billing.models import ChargeKind
+    from his.services import catalogs
+
+    db_session.add(
+        MedicalService(
+            facility_id=hospital.facility.id,
+            code="N03.03.030",
+            name="Bơm tiêm nhựa 5 ml",
+            kind=ServiceKind.OTHER,
+            unit="cái",
+            bhyt_price=1_000,
+            service_price=1_200,
+            search_key=catalogs.search_text("N03.03.030", "Bơm tiêm nhựa 5 ml"),
+            valid_from=dt.date(2026, 1, 1),
+        )
+    )
+    visit = _finished_visit(db_session, hospital)
+    nurse = Principal.for_user(hospital.nurse)
+    add_charge(db_session, nurse, visit.id, "N03.03.030", Decimal(3), ChargeKind.SUPPLY)
+
+    response = client.get(
+        f"/api/v1/claims/{visit.id}/xml", headers=login_token(hospital.cashier.username)
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)[:1500]
+    tables = read_envelope(response.get_data())
+    [summary] = read_table("XML1", tables["XML1"])
+    assert summary["T_VTYT"] == "3000.00"
+    supply = [row for row in read_table("XML3", tables["XML3"]) if row["MA_NHOM"] == "10"]
+    assert [(row["TEN_VAT_TU"], row["SO_LUONG"], row["THANH_TIEN_BV"]) for row in supply] == [
+        ("Bơm tiêm nhựa 5 ml", "3.000", "3000.00")
+    ]
 
 
 def test_a_new_version_supersedes_the_last_and_keeps_ma_lk(
