@@ -11,8 +11,9 @@ was served. ``rid`` never changes and only grows, so following ``next`` returns 
 resource that matched at the first page exactly once, even while records are written:
 an updated resource keeps its ``rid`` (it is served once, in its current version), a
 created one has a larger ``rid`` than the bound and is left for a new search. With
-``_sort`` the order is (sort keys, rid); a resource whose sort value itself changes
-between two pages may move across the cursor, which only the default order excludes.
+``_sort`` the first page fixes the order of every match (a snapshot of their ``rid``s,
+kept a day), so a resource whose sort value changes between two pages is still served
+exactly once; beyond ``SNAPSHOT_MAX`` matches the cursor holds the sort keys instead.
 
 ``_total``: ``none`` by default (counting every match costs a second query); ``accurate``
 and ``estimate`` both count exactly. ``_summary=count`` and ``_count=0`` give the total only.
@@ -26,6 +27,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -35,10 +37,23 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, request
 from flask_babel import gettext as _
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session, aliased
 
 from his.context import db_session
+from his.db import utcnow
 from his.fhirapi import audit_log, searchparams
 from his.fhirapi.blueprint import bp
 from his.fhirapi.bundle import Entry, base_url, bundle_text, full_url
@@ -57,7 +72,7 @@ from his.fhirapi.searchparams import (
 )
 from his.fhirapi.security import FhirAccess, current_access
 from his.fhirapi.wire import dumps, is_number, respond
-from his.models import FhirResource, FhirSearchValue
+from his.models import FhirResource, FhirSearchSnapshot, FhirSearchValue
 from his.text import fold_vi
 
 COUNT_DEFAULT = 20
@@ -644,7 +659,13 @@ def read_cursor(text: str) -> dict[str, Any]:
         if not hmac.compare_digest(signature, _sign(payload)):
             raise ValueError("signature")
         state = json.loads(payload)
-        if not isinstance(state, dict) or not isinstance(state.get("r"), int):
+        keyset = isinstance(state, dict) and isinstance(state.get("r"), int)
+        snapshot = (
+            isinstance(state, dict)
+            and isinstance(state.get("s"), str)
+            and isinstance(state.get("p"), int)
+        )
+        if not (keyset or snapshot):
             raise ValueError("shape")
         return state
     except (ValueError, TypeError) as exc:
@@ -677,6 +698,9 @@ def run(session: Session, access: FhirAccess, query: Query) -> Page:
         return Page([], False, None, total)
 
     limit = query.count + 1
+    if state and ("s" in state) != bool(query.sort):
+        # A cursor belongs to the search that made it: a sorted one to a sorted search.
+        raise _bad(_("The paging cursor is not valid."), "_cursor")
     if not query.sort:
         stmt = select(FhirResource).where(*where)
         if state:
@@ -686,6 +710,9 @@ def run(session: Session, access: FhirAccess, query: Query) -> Page:
         rows = rows[: query.count]
         cursor = {"r": rows[-1].rid, "m": bound} if more else None
         return Page(rows, more, cursor, total)
+
+    if state and "s" in state:
+        return _snapshot_page(session, where, query, state, total)
 
     labels = [f"k{i}" for i in range(len(query.sort))]
     inner = (
@@ -708,6 +735,12 @@ def run(session: Session, access: FhirAccess, query: Query) -> Page:
         order.append(column.is_(None))  # rows without a value come last, in both directions
         order.append(column.desc() if key.descending else column.asc())
     order.append(inner.c.rid)
+    if not state:
+        # The first page fixes the order of every match (up to SNAPSHOT_MAX): a record whose
+        # sort value changes later can then neither come twice nor be missed.
+        rids = list(session.scalars(select(inner.c.rid).order_by(*order).limit(SNAPSHOT_MAX + 1)))
+        if len(rids) <= SNAPSHOT_MAX:
+            return _first_snapshot_page(session, where, query, rids, bound, total)
     result = list(session.execute(stmt.order_by(*order).limit(limit)))
     more = len(result) > query.count
     result = result[: query.count]
@@ -720,6 +753,59 @@ def run(session: Session, access: FhirAccess, query: Query) -> Page:
             "k": [_encode(value) for value in last[1:]],
         }
     return Page([r[0] for r in result], more, cursor, total)
+
+
+# A sorted search with more matches than this pages by its sort keys instead (a record
+# whose sort value changes between pages may then move across the cursor).
+SNAPSHOT_MAX = 100_000
+SNAPSHOT_KEEP = dt.timedelta(hours=24)
+
+
+def _rows_in_order(session: Session, where, rids: list[int]) -> list[FhirResource]:
+    """The current versions of ``rids`` that still match and are visible, in that order."""
+    if not rids:
+        return []
+    found = {
+        row.rid: row
+        for row in session.scalars(select(FhirResource).where(*where, FhirResource.rid.in_(rids)))
+    }
+    return [found[rid] for rid in rids if rid in found]
+
+
+def _first_snapshot_page(session, where, query: Query, rids: list[int], bound, total) -> Page:
+    more = len(rids) > query.count
+    cursor = None
+    if more:
+        session.execute(
+            delete(FhirSearchSnapshot).where(
+                FhirSearchSnapshot.created_at < utcnow() - SNAPSHOT_KEEP
+            )
+        )
+        token = secrets.token_hex(16)
+        session.add(
+            FhirSearchSnapshot(
+                token=token, resource_type=query.resource_type, rids=json.dumps(rids)
+            )
+        )
+        session.flush()
+        cursor = {"s": token, "p": query.count, "m": bound}
+    return Page(_rows_in_order(session, where, rids[: query.count]), more, cursor, total)
+
+
+def _snapshot_page(session, where, query: Query, state: dict[str, Any], total) -> Page:
+    snapshot = session.get(FhirSearchSnapshot, state["s"])
+    if snapshot is None or snapshot.resource_type != query.resource_type:
+        raise FhirError(
+            410,
+            _("These search results have expired: run the search again."),
+            code="not-found",
+        )
+    rids = json.loads(snapshot.rids)
+    start = int(state["p"])
+    page = rids[start : start + query.count]
+    more = start + query.count < len(rids)
+    cursor = {"s": snapshot.token, "p": start + query.count, "m": state["m"]} if more else None
+    return Page(_rows_in_order(session, where, page), more, cursor, total)
 
 
 def _after(sort: list[SortKey], columns, state: dict[str, Any], rid) -> ColumnElement[bool]:

@@ -27,7 +27,12 @@ from his.models.encounter import (
 from his.models.facility import CareLevel, Department, Facility, LegacyTier, Room
 from his.models.fhir_access import FhirAccessToken, FhirClient, FhirJti
 from his.models.fhir_export import FhirExportFile, FhirExportJob, FhirGroup, FhirGroupMember
-from his.models.fhir_store import FhirResource, FhirResourceVersion, FhirSearchValue
+from his.models.fhir_store import (
+    FhirResource,
+    FhirResourceVersion,
+    FhirSearchSnapshot,
+    FhirSearchValue,
+)
 from his.models.hl7 import (
     BatchAck,
     Hl7Inbound,
@@ -103,6 +108,7 @@ __all__ = [
     "FhirJti",
     "FhirResource",
     "FhirResourceVersion",
+    "FhirSearchSnapshot",
     "FhirSearchValue",
     "Hl7Inbound",
     "Hl7Outbound",

@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy import ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from his.db import Base
+from his.db import Base, utcnow
 from his.models.types import BigIntPK
 
 
@@ -101,3 +101,16 @@ class FhirSearchValue(Base):
     end: Mapped[dt.datetime | None]
     reference: Mapped[str | None] = mapped_column(String(130))
     number: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
+
+
+class FhirSearchSnapshot(Base):
+    """The order of a sorted search's matches, fixed when its first page was served, so
+    following ``next`` serves each match exactly once even when a record's sort value
+    changes between two pages (the default order needs none: ``rid`` never changes)."""
+
+    __tablename__ = "fhir_search_snapshot"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(40))
+    rids: Mapped[str] = mapped_column(Text)  # JSON list of rid, in the sorted order
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

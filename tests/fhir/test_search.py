@@ -649,3 +649,43 @@ def test_every_parameter_with_values_in_the_demo_province_finds_its_resource(
             "/fhir/Encounter", token=token, query_string={"patient.identifier": mrn}
         ).json
         assert encounter.resource_id in ids(chained)
+
+
+def test_sorted_paging_serves_each_match_once_when_sort_values_change(search, db_session):
+    """The first page fixes the order: a patient moved to the front after page 1, and one
+    moved to the back from page 1, are each served exactly once."""
+    made = [PatientFactory(family_name="Lâm", given_name=f"Bảo{i:02d}") for i in range(12)]
+    db_session.commit()
+    first = search("Patient?family=lam&_sort=given&_count=5")
+    first_ids = ids(first)
+    assert first_ids == [str(p.id) for p in made[:5]]
+    # After page 1: the last one now sorts first, the first one now sorts last.
+    made[11].given_name, made[0].given_name = "An", "Zung"
+    made[11].full_name = "Lâm An"
+    made[0].full_name = "Lâm Zung"
+    db_session.commit()
+    nxt = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    seen, _pages = page_through(search, nxt.split("/fhir/", 1)[1])
+    everything = first_ids + seen
+    assert len(everything) == len(set(everything)) == 12
+    assert everything == [str(p.id) for p in made]
+    # A new search sees the new order.
+    assert ids(search("Patient?family=lam&_sort=given&_count=1")) == [str(made[11].id)]
+
+
+def test_an_expired_sorted_search_says_so(search, db_session):
+    from his.models import FhirSearchSnapshot
+
+    for i in range(3):
+        PatientFactory(family_name="Quách", given_name=f"Tâm{i}")
+    db_session.commit()
+    first = search("Patient?family=quach&_sort=given&_count=2")
+    nxt = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    for snapshot in db_session.scalars(select(FhirSearchSnapshot)).all():
+        db_session.delete(snapshot)
+    db_session.commit()
+    gone = search(nxt.split("/fhir/", 1)[1], status=410)
+    assert "expired" in gone["issue"][0]["diagnostics"]
+    # The cursor of a sorted search used without its _sort is refused, not a server error.
+    unsorted = nxt.split("/fhir/", 1)[1].replace("_sort=given&", "")
+    search(unsorted, status=400)
