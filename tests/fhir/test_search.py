@@ -526,6 +526,7 @@ def test_paging_while_patients_are_created_and_updated(committed):
 
     def writer():
         from his.models import Patient
+        from his.text import fold_vi
 
         with database.session() as session:
             factories.bind(session)
@@ -534,6 +535,10 @@ def test_paging_while_patients_are_created_and_updated(committed):
                 PatientFactory(family_name="Đoàn", given_name=f"Mới{i}")
                 victim = session.get(Patient, int(expected[i % len(expected)]))
                 victim.phone = f"09{i:08d}"
+                # The sort key too: the patient jumps to the other end of `_sort=given`.
+                victim.given_name = f"{'A' if i % 2 else 'Z'}{i:05d}"
+                victim.full_name = f"Đoàn {victim.given_name}"
+                victim.search_name = fold_vi(victim.full_name)
                 session.commit()
                 written["created"] += 1
                 written["updated"] += 1
