@@ -211,7 +211,8 @@ def gunicorn(target: str, port: int, env: dict[str, str], workers: int, threads:
         "--log-level",
         "warning",
         "--chdir",
-        str(BENCH_DIR if target.startswith("fhir_raw_wsgi") else ROOT),
+        # The bench's own WSGI apps live in bench/, the HIS at the root.
+        str(ROOT if target.startswith("his:") else BENCH_DIR),
         target,
     ]
     process = subprocess.Popen(argv, env={**os.environ, **env})  # noqa: S603

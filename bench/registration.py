@@ -230,11 +230,14 @@ def run(args) -> dict:
     }
     app_port, hello_port = free_port(), free_port()
     app = gunicorn("his:create_app()", app_port, env, args.workers, args.threads)
-    hello = gunicorn("hello_wsgi:app", hello_port, {}, args.workers, args.threads)
     people = People(args.seed)
     rounds: dict[str, list[dict]] = {"registration": [], "hello": []}
     peaks: dict[int, float] = {}
+    servers = [app]
     try:
+        # The same environment: gunicorn.conf.py (read by both) checks the HIS settings.
+        hello = gunicorn("hello_wsgi:app", hello_port, env, args.workers, args.threads)
+        servers.append(hello)
         token = _token(app_port, "reception")
         log("warming up")
         register_load(app_port, token, room_id, people, 2.0, args.clients)
@@ -250,14 +253,14 @@ def run(args) -> dict:
             rounds["hello"].append(_summary(*hello_load(hello_port, args.seconds, args.clients)))
             log(f"round {n + 1}: {rounds['registration'][-1]} | hello {rounds['hello'][-1]}")
     finally:
-        for process in (app, hello):
+        for process in servers:
             process.terminate()
             process.wait(timeout=30)
         if not args.keep:
             drop_database(target)
 
     def median(kind: str, key: str) -> float:
-        return statistics.median(r[key] for r in rounds[kind])
+        return round(statistics.median(r[key] for r in rounds[kind]), 1)
 
     registrations, hellos = median("registration", "per_s"), median("hello", "per_s")
     ratio = round(registrations / hellos, 4) if hellos else 0.0
