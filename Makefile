@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= $(or $(HIS_PORT),8000)
 
-.PHONY: run test lint format install translations i18n-update lock clean-venv
+.PHONY: run test lint format install translations i18n-update lock clean-venv bench bench-quick
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -43,6 +43,14 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist worksteal
+
+# Benchmarks on the local PostgreSQL (HIS_BENCH_POSTGRES_URL to change it): every case beside
+# its baseline from the same run, written to bench/results/ (bench/README.md).
+bench-quick: install
+	$(BIN)/python bench/suite.py --quick
+
+bench: install
+	$(BIN)/python bench/suite.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
