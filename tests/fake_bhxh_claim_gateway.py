@@ -19,12 +19,13 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
 from billing.claim_gateway import CHECK_IN_PATH, SEND_PATH
 from his.services.bhxh_token import LOGIN_PATH
+from tests.fake_http import LoopbackServer, QuietHandler, reply
 
 USERNAME = "91001_BV"
 PASSWORD = "mật-khẩu-123"  # the account's password as BHXH issued it, in plain text
@@ -97,7 +98,7 @@ class Recorded:
 
 
 @dataclass
-class FakeClaimGateway:
+class FakeClaimGateway(LoopbackServer):
     username: str = USERNAME
     password: str = PASSWORD
     default: Answer = field(default_factory=accept)
@@ -109,28 +110,7 @@ class FakeClaimGateway:
         self._logins = itertools.count(1)
         self._transactions = itertools.count(1)
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    # life cycle
-
-    def __enter__(self) -> FakeClaimGateway:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stopping.set()  # wakes a slow answer so the server can close at once
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        self._serve(self._handler_class())
 
     # what tests set and look at
 
@@ -204,7 +184,7 @@ class FakeClaimGateway:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         gateway = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 text = self.rfile.read(length).decode("utf-8")
@@ -228,18 +208,7 @@ class FakeClaimGateway:
                     answer = Answer(status=404, body="Not Found")
                 if answer.delay and gateway._stopping.wait(answer.delay):
                     return
-                data = answer.text().encode("utf-8")
-                try:
-                    self.send_response(answer.status)
-                    kind = "text/html" if isinstance(answer.body, str) else "application/json"
-                    self.send_header("Content-Type", f"{kind}; charset=utf-8")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+                kind = "text/html" if isinstance(answer.body, str) else "application/json"
+                reply(self, answer.status, answer.text(), kind)
 
         return Handler

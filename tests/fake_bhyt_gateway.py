@@ -15,11 +15,12 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from his.services.bhyt_check import CARD_CHECK_PATH, LOGIN_PATH
+from tests.fake_http import LoopbackServer, QuietHandler, reply
 
 # Card numbers that select an answer.
 CARD_OK = "HS4010120878811"
@@ -129,7 +130,7 @@ class Recorded:
     content_type: str | None
 
 
-class FakeBhytGateway:
+class FakeBhytGateway(LoopbackServer):
     """The gateway on 127.0.0.1, an ephemeral port, in a thread of its own.
 
     ``expires_in`` is what the login answers (default: in one hour); ``token_rejection``
@@ -148,28 +149,7 @@ class FakeBhytGateway:
         self._valid_tokens: set[str] = set()
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    # life cycle
-
-    def __enter__(self) -> FakeBhytGateway:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stopping.set()  # wakes a slow answer so the server can close at once
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        self._serve(self._handler_class())
 
     # what tests look at
 
@@ -231,7 +211,7 @@ class FakeBhytGateway:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         gateway = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 url = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -255,18 +235,7 @@ class FakeBhytGateway:
                 payload = answer.text()
                 if url.path == CARD_CHECK_PATH:
                     gateway.sent.append(payload)
-                data = payload.encode("utf-8")
-                try:
-                    self.send_response(answer.status)
-                    kind = "text/html" if isinstance(answer.body, str) else "application/json"
-                    self.send_header("Content-Type", f"{kind}; charset=utf-8")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+                kind = "text/html" if isinstance(answer.body, str) else "application/json"
+                reply(self, answer.status, payload, kind)
 
         return Handler

@@ -14,10 +14,11 @@ import base64
 import json
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from his.services.eprescription import SUBMIT_PATH
+from tests.fake_http import LoopbackServer, QuietHandler, reply
 
 USERNAME = "91001"
 PASSWORD = "lien-thong-secret"
@@ -33,7 +34,7 @@ class Received:
     authorised: bool
 
 
-class FakeEPrescription:
+class FakeEPrescription(LoopbackServer):
     def __init__(self, *, username: str = USERNAME, password: str = PASSWORD):
         self.username = username
         self.password = password
@@ -41,24 +42,7 @@ class FakeEPrescription:
         self.default: tuple[int, Any] = ACCEPTED
         self.received: list[Received] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def __enter__(self) -> FakeEPrescription:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        self._serve(self._handler_class())
 
     def _answer(self, path: str, body: Any, authorised: bool) -> tuple[int, Any]:
         with self._lock:
@@ -73,7 +57,7 @@ class FakeEPrescription:
         fake = self
         expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 text = self.rfile.read(length).decode("utf-8")
@@ -83,17 +67,9 @@ class FakeEPrescription:
                     body = text
                 authorised = self.headers.get("Authorization") == expected
                 status, answer = fake._answer(self.path, body, authorised)
-                data = (
-                    answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
-                ).encode("utf-8")
-                self.send_response(status)
-                content_type = "text/plain" if isinstance(answer, str) else "application/json"
-                self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
+                if isinstance(answer, str):
+                    reply(self, status, answer, "text/plain")
+                else:
+                    reply(self, status, json.dumps(answer, ensure_ascii=False), "application/json")
 
         return Handler
