@@ -39,13 +39,13 @@ from tests.pharmacy_data import make_drug, make_lot
 _queue_numbers = itertools.count(1)
 
 
-def claim_hospital(db_session, keys: Path, code: str = "91001") -> Clinic:
-    """A basic-level former provincial hospital that makes claim files: an examination fee
-    (42,100 BHYT), claim settings and a test certificate in ``keys``."""
+def billing_hospital(db_session, code: str = "91001") -> Clinic:
+    """A basic-level former provincial hospital with an examination fee (42,100 BHYT /
+    50,000 own price) beside the clinic's glucose test (21,500 / 30,000) and chest X-ray
+    (65,400 / 90,000)."""
     place = clinic(db_session, code=code)
     place.facility.care_level = CareLevel.BASIC
     place.facility.legacy_tier = LegacyTier.PROVINCIAL
-    place.doctor.practising_certificate = "000123/AG-CCHN"
     db_session.add(
         MedicalService(
             facility_id=place.facility.id,
@@ -59,12 +59,56 @@ def claim_hospital(db_session, keys: Path, code: str = "91001") -> Clinic:
             valid_from=dt.date(2026, 1, 1),
         )
     )
+    db_session.flush()
+    return place
+
+
+def claim_hospital(db_session, keys: Path, code: str = "91001") -> Clinic:
+    """The billing hospital, making claim files: claim settings and a test certificate in
+    ``keys``."""
+    place = billing_hospital(db_session, code)
+    place.doctor.practising_certificate = "000123/AG-CCHN"
     db_session.add(
         FacilityClaimSettings(facility_id=place.facility.id, head_insurance_number="9100012345")
     )
     db_session.flush()
     make_demo_keys(keys, place.facility)
     return place
+
+
+def referred_bhyt() -> dict:
+    """A BHYT visit with a referral letter: right route."""
+    return {
+        "payment": Payment.BHYT,
+        "referral_from_facility_code": "91002",
+        "referral_letter_number": "CT-1",
+        "referral_date": local_today(),
+    }
+
+
+def examined(db_session, place: Clinic, *, patient_name: str | None = None, **visit_fields):
+    """A new patient on a DN card (level 4: 80 %) valid from 2026 to the end of this year,
+    waiting in the clinic's room, and the doctor's examination started: (visit, encounter,
+    the doctor's principal)."""
+    patient = PatientFactory(**({"full_name": patient_name} if patient_name else {}))
+    year = local_today().year
+    CoverageFactory(
+        patient=patient,
+        benefit_level=4,
+        valid_from=dt.date(min(year, 2026), 1, 1),
+        valid_to=dt.date(year, 12, 31),
+    )
+    waiting = VisitFactory(
+        facility_id=place.facility.id,
+        patient_id=patient.id,
+        room_id=place.room.id,
+        queue_date=local_today(),
+        queue_number=next(_queue_numbers),
+        **visit_fields,
+    )
+    doctor = Principal.for_user(place.doctor)
+    encounter = encounter_service.start_examination(db_session, doctor, waiting.id)
+    return waiting, encounter, doctor
 
 
 def finished_visit(db_session, place, **visit_fields):

@@ -7,7 +7,6 @@ the day of care decides the small-bill threshold (2,530,000 from 1 July 2026: 37
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 
 import pytest
 from sqlalchemy import select
@@ -16,8 +15,6 @@ from billing import vietqr
 from billing.models import Charge, FacilityBankAccount
 from his.localtime import local_today
 from his.models import (
-    CareLevel,
-    LegacyTier,
     MedicalService,
     Payment,
     Role,
@@ -26,70 +23,27 @@ from his.models import (
 )
 from his.services import catalogs
 from his.services import encounters as encounter_service
-from his.services.access import Principal
-from tests.encounters_data import clinic
-from tests.factories import CoverageFactory, PatientFactory, UserFactory, VisitFactory
+from tests.billing_data import billing_hospital, examined, referred_bhyt
+from tests.factories import UserFactory
 
 YEAR = local_today().year
-_queue_numbers = itertools.count(1)
 
 
 @pytest.fixture
 def hospital(db_session):
-    """A basic-level former provincial hospital with an examination fee and two services
-    (glucose 21,500 BHYT / 30,000 own price; chest X-ray 65,400 / 90,000)."""
-    place = clinic(db_session, code="91001")
-    place.facility.care_level = CareLevel.BASIC
-    place.facility.legacy_tier = LegacyTier.PROVINCIAL
-    exam = MedicalService(
-        facility_id=place.facility.id,
-        code="02.1896",
-        name="Khám Nội",
-        kind=ServiceKind.EXAMINATION,
-        unit="lần",
-        bhyt_price=42_100,
-        service_price=50_000,
-        search_key=catalogs.search_text("02.1896", "Khám Nội"),
-        valid_from=dt.date(2026, 1, 1),
-    )
-    db_session.add(exam)
-    db_session.flush()
-    return place
+    return billing_hospital(db_session)
 
 
 def _examined(db_session, place, *, opened: dt.datetime | None = None, **visit):
-    patient = PatientFactory()
-    CoverageFactory(patient=patient, benefit_level=4)  # DN, 80%, valid all of 2026
-    extra = {"opened_at": opened} if opened else {}
-    waiting = VisitFactory(
-        facility_id=place.facility.id,
-        patient_id=patient.id,
-        room_id=place.room.id,
-        queue_date=local_today(),
-        queue_number=next(_queue_numbers),
-        **extra,
-        **visit,
-    )
-    doctor = Principal.for_user(place.doctor)
-    encounter = encounter_service.start_examination(db_session, doctor, waiting.id)
-    return waiting, encounter, doctor
+    return examined(db_session, place, **({"opened_at": opened} if opened else {}), **visit)
 
 
 def _order(db_session, doctor, encounter, code, quantity=1):
     return encounter_service.add_order(db_session, doctor, encounter.id, code, quantity)
 
 
-def _referred_bhyt():
-    return {
-        "payment": Payment.BHYT,
-        "referral_from_facility_code": "91002",
-        "referral_letter_number": "CT-1",
-        "referral_date": local_today(),
-    }
-
-
 def test_a_referred_bhyt_visit_splits_at_the_card_level(client, db_session, hospital, login_token):
-    visit, encounter, doctor = _examined(db_session, hospital, **_referred_bhyt())
+    visit, encounter, doctor = _examined(db_session, hospital, **referred_bhyt())
     _order(db_session, doctor, encounter, "23.0075.1494")  # glucose
     _order(db_session, doctor, encounter, "18.0071.0028", 5)  # 5 X-rays
     headers = login_token(hospital.cashier.username)
@@ -124,7 +78,7 @@ def test_a_referred_bhyt_visit_splits_at_the_card_level(client, db_session, hosp
 def test_paying_locks_the_bill_and_a_later_charge_opens_a_supplementary_one(
     client, db_session, hospital, login_token
 ):
-    visit, encounter, doctor = _examined(db_session, hospital, **_referred_bhyt())
+    visit, encounter, doctor = _examined(db_session, hospital, **referred_bhyt())
     _order(db_session, doctor, encounter, "23.0075.1494")
     _order(db_session, doctor, encounter, "18.0071.0028", 5)
     headers = login_token(hospital.cashier.username)
@@ -188,7 +142,7 @@ def test_a_vietqr_transfer_notification_pays_the_bill_once(
             account_name="Benh vien Da khoa Tinh",
         )
     )
-    visit, encounter, doctor = _examined(db_session, hospital, **_referred_bhyt())
+    visit, encounter, doctor = _examined(db_session, hospital, **referred_bhyt())
     _order(db_session, doctor, encounter, "18.0071.0028", 5)
     headers = login_token(hospital.cashier.username)
     body = client.get(f"/api/v1/visits/{visit.id}/bill", headers=headers).get_json()
@@ -268,9 +222,9 @@ def test_the_day_of_care_chooses_the_rules(client, db_session, hospital, login_t
     """The same charges, one visit opened in June 2026 (base salary 2,340,000: threshold
     351,000) and one now (2,530,000: 379,500): 369,100 is a small bill only now."""
     june = dt.datetime(2026, 6, 15, 2, 0, tzinfo=dt.UTC)
-    then, then_encounter, doctor = _examined(db_session, hospital, opened=june, **_referred_bhyt())
+    then, then_encounter, doctor = _examined(db_session, hospital, opened=june, **referred_bhyt())
     _order(db_session, doctor, then_encounter, "18.0071.0028", 5)
-    now, now_encounter, doctor = _examined(db_session, hospital, **_referred_bhyt())
+    now, now_encounter, doctor = _examined(db_session, hospital, **referred_bhyt())
     _order(db_session, doctor, now_encounter, "18.0071.0028", 5)
     headers = login_token(hospital.cashier.username)
 
@@ -291,7 +245,7 @@ def test_the_day_of_care_chooses_the_rules(client, db_session, hospital, login_t
 
 
 def test_bills_are_for_cashiers_of_the_visits_facility(client, db_session, hospital, login_token):
-    visit, _encounter, _doctor = _examined(db_session, hospital, **_referred_bhyt())
+    visit, _encounter, _doctor = _examined(db_session, hospital, **referred_bhyt())
     elsewhere = UserFactory(roles=(Role.CASHIER,))
     response = client.get(
         f"/api/v1/visits/{visit.id}/bill", headers=login_token(elsewhere.username)
@@ -335,7 +289,7 @@ def test_a_visit_that_became_a_small_bill_gives_the_co_payment_back(
     from billing.charges import open_bill
     from billing.models import ChargeKind
 
-    visit, encounter, doctor = _examined(db_session, hospital, **_referred_bhyt())
+    visit, encounter, doctor = _examined(db_session, hospital, **referred_bhyt())
     _order(db_session, doctor, encounter, "23.0075.1494")
     _order(db_session, doctor, encounter, "18.0071.0028", 5)
     headers = login_token(hospital.cashier.username)
@@ -403,7 +357,7 @@ def test_a_supply_is_charged_by_hand_and_taken_off_with_a_reason(
     client, db_session, hospital, login_token
 ):
     _supply(db_session, hospital)
-    visit, _encounter, _doctor = _examined(db_session, hospital, **_referred_bhyt())
+    visit, _encounter, _doctor = _examined(db_session, hospital, **referred_bhyt())
     nurse = login_token(hospital.nurse.username)
     added = client.post(
         f"/api/v1/visits/{visit.id}/charges",

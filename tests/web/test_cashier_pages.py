@@ -10,7 +10,6 @@ the small-bill threshold of 379,500, so the fund pays 80 % of every line."""
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import re
 
 import pytest
@@ -20,39 +19,20 @@ from billing import bills, payments, vietqr
 from billing.models import Bill, BillStatus, FacilityBankAccount, PaymentMethod
 from billing.models import Payment as PaymentRow
 from his.localtime import VN_TZ, local_today
-from his.models import CareLevel, LegacyTier, MedicalService, Payment, Role, ServiceKind
-from his.services import catalogs
+from his.models import Payment, Role
 from his.services import encounters as encounter_service
 from his.services.access import Principal
-from tests.encounters_data import clinic
-from tests.factories import CoverageFactory, PatientFactory, UserFactory, VisitFactory
+from tests.billing_data import billing_hospital, examined, referred_bhyt
+from tests.factories import UserFactory
 from tests.web.test_login_page import csrf_token, log_in
 
 YEAR = local_today().year
-_queue_numbers = itertools.count(1)
 
 
 @pytest.fixture
 def hospital(db_session):
-    """A basic-level former provincial hospital taking VietQR transfers, with an
-    examination fee (42,100 BHYT / 50,000 own price) and the clinic's glucose test
-    (21,500 / 30,000) and chest X-ray (65,400 / 90,000)."""
-    place = clinic(db_session, code="91001")
-    place.facility.care_level = CareLevel.BASIC
-    place.facility.legacy_tier = LegacyTier.PROVINCIAL
-    db_session.add(
-        MedicalService(
-            facility_id=place.facility.id,
-            code="02.1896",
-            name="Khám Nội",
-            kind=ServiceKind.EXAMINATION,
-            unit="lần",
-            bhyt_price=42_100,
-            service_price=50_000,
-            search_key=catalogs.search_text("02.1896", "Khám Nội"),
-            valid_from=dt.date(2026, 1, 1),
-        )
-    )
+    """The billing hospital, taking VietQR transfers."""
+    place = billing_hospital(db_session)
     db_session.add(
         FacilityBankAccount(
             facility_id=place.facility.id,
@@ -66,39 +46,9 @@ def hospital(db_session):
     return place
 
 
-def _examined(db_session, place, *, patient_name: str | None = None, **visit):
-    patient = PatientFactory(**({"full_name": patient_name} if patient_name else {}))
-    CoverageFactory(  # DN, level 4: 80 %, valid all of this year
-        patient=patient,
-        benefit_level=4,
-        valid_from=dt.date(YEAR, 1, 1),
-        valid_to=dt.date(YEAR, 12, 31),
-    )
-    waiting = VisitFactory(
-        facility_id=place.facility.id,
-        patient_id=patient.id,
-        room_id=place.room.id,
-        queue_date=local_today(),
-        queue_number=next(_queue_numbers),
-        **visit,
-    )
-    doctor = Principal.for_user(place.doctor)
-    encounter = encounter_service.start_examination(db_session, doctor, waiting.id)
-    return waiting, encounter, doctor
-
-
-def _referred_bhyt():
-    return {
-        "payment": Payment.BHYT,
-        "referral_from_facility_code": "91002",
-        "referral_letter_number": "CT-1",
-        "referral_date": local_today(),
-    }
-
-
 def _owing(db_session, place, **kwargs):
     """The visit of the hand-worked figures: 78,120 owed."""
-    visit, encounter, doctor = _examined(db_session, place, **_referred_bhyt(), **kwargs)
+    visit, encounter, doctor = examined(db_session, place, **referred_bhyt(), **kwargs)
     encounter_service.add_order(db_session, doctor, encounter.id, "23.0075.1494")  # glucose
     encounter_service.add_order(db_session, doctor, encounter.id, "18.0071.0028", 5)  # X-rays
     return visit
@@ -106,7 +56,7 @@ def _owing(db_session, place, **kwargs):
 
 def _paid(db_session, place):
     """A fee-paying visit (50,000 + 30,000 at the facility's own prices), paid in cash."""
-    visit, encounter, doctor = _examined(db_session, place, payment=Payment.FEE)
+    visit, encounter, doctor = examined(db_session, place, payment=Payment.FEE)
     encounter_service.add_order(db_session, doctor, encounter.id, "23.0075.1494")
     open_bill = bills.build(db_session, visit).open_bill
     cashier = Principal.for_user(place.cashier)
@@ -133,7 +83,7 @@ def test_the_list_shows_a_visit_with_a_balance_and_not_a_paid_one(client, db_ses
     owing = _owing(db_session, hospital, patient_name="Nguyễn Thị Lan")
     paid = _paid(db_session, hospital)
     # 42,100 + 21,500 = 63,600, a small bill: the fund pays it all, nothing is owed.
-    free, encounter, doctor = _examined(db_session, hospital, **_referred_bhyt())
+    free, encounter, doctor = examined(db_session, hospital, **referred_bhyt())
     encounter_service.add_order(db_session, doctor, encounter.id, "23.0075.1494")
     log_in(client, hospital.cashier.username)
 
