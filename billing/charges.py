@@ -68,14 +68,12 @@ def accrue(session: Session, visit: Visit) -> None:
             )
         )
     )
+    # Each source already charged is skipped before its catalog price is looked up: a bill is
+    # built every time it is looked at, and most of a visit is charged by then.
     new = [
-        charge
-        for charge in (
-            *_examinations(session, visit),
-            *_services(session, visit),
-            *_drugs(session, visit),
-        )
-        if charge.source_key not in existing
+        *_examinations(session, visit, existing),
+        *_services(session, visit, existing),
+        *_drugs(session, visit, existing),
     ]
     _drop_cancelled_orders(session, visit)
     if not new:
@@ -157,7 +155,7 @@ def _service_charge(
     )
 
 
-def _examinations(session: Session, visit: Visit) -> list[Charge]:
+def _examinations(session: Session, visit: Visit, existing: set[str]) -> list[Charge]:
     """One examination fee per encounter; the n-th specialty examination of a day is paid
     at the n-th rate (``exam_fee_rate_n``; the last rate for any later one)."""
     encounters = session.scalars(
@@ -169,7 +167,9 @@ def _examinations(session: Session, visit: Visit) -> list[Charge]:
     charges = []
     for encounter in encounters:
         day = local_date(encounter.started_at)
-        per_day[day] += 1
+        per_day[day] += 1  # counted charged or not: the ordinal decides the rate
+        if f"encounter:{encounter.id}" in existing:
+            continue
         service = _examination_service(session, visit.facility_id, day)
         if service is None:
             continue  # the facility charges no examination fee
@@ -191,7 +191,7 @@ def _examinations(session: Session, visit: Visit) -> list[Charge]:
     return charges
 
 
-def _services(session: Session, visit: Visit) -> list[Charge]:
+def _services(session: Session, visit: Visit, existing: set[str]) -> list[Charge]:
     orders = session.scalars(
         select(ServiceOrder)
         .join(Encounter, ServiceOrder.encounter_id == Encounter.id)
@@ -200,6 +200,8 @@ def _services(session: Session, visit: Visit) -> list[Charge]:
     ).all()
     charges = []
     for order in orders:
+        if f"service_order:{order.id}" in existing:
+            continue
         day = local_date(order.ordered_at)
         service = _service_on(session, visit.facility_id, order.service_code, day) or order.service
         if service.kind == ServiceKind.EXAMINATION:
@@ -232,7 +234,7 @@ def _drug_on(session: Session, facility_id: int, code: str, day: dt.date) -> Dru
     )
 
 
-def _drugs(session: Session, visit: Visit) -> list[Charge]:
+def _drugs(session: Session, visit: Visit, existing: set[str]) -> list[Charge]:
     """One charge per dispensed line; units brought back are a negative charge."""
     lines = session.execute(
         select(DispenseLine, Dispense)
@@ -244,6 +246,8 @@ def _drugs(session: Session, visit: Visit) -> list[Charge]:
     ).all()
     charges = []
     for line, dispense in lines:
+        if f"dispense_line:{line.id}" in existing:
+            continue
         day = local_date(dispense.at)
         drug = _drug_on(session, visit.facility_id, line.item.drug_code, day) or line.item.drug
         in_scope = _bhyt(visit) and drug.bhyt_covered

@@ -400,7 +400,7 @@ def claim_for_visit(session: Session, visit: Visit, bill: bills.VisitBill) -> Cl
         ma_ttdv=_head_number(session, facility),
     )
     try:
-        check_in = check_in_for_visit(session, visit)
+        check_in = check_in_for_visit(session, visit, bill)
     except Conflict:
         check_in = None  # nothing charged: no check-in to go with the claim
     course = (
@@ -444,10 +444,13 @@ def _identity(visit: Visit) -> dict:
     }
 
 
-def check_in_for_visit(session: Session, visit: Visit) -> CheckIn:
-    """XML0: the visit's status at its first charge (no diagnosis is needed yet)."""
+def check_in_for_visit(
+    session: Session, visit: Visit, bill: bills.VisitBill | None = None
+) -> CheckIn:
+    """XML0: the visit's status at its first charge (no diagnosis is needed yet); ``bill``
+    when the caller has just built it."""
     facility = visit.facility
-    bill = bills.build(session, visit)
+    bill = bill or bills.build(session, visit)
     first = min(bills.live_charges(session, visit), key=lambda c: c.performed_at, default=None)
     if first is None:
         raise Conflict(str(_l("Nothing is charged yet: the check-in comes with the first charge.")))
