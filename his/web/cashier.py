@@ -15,8 +15,8 @@ from flask_babel import format_decimal
 from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 
+from billing import bills, payments, vietqr
 from billing import cashier as service
-from billing import payments, vietqr
 from billing.bills import STATUS_LABELS
 from billing.copay import RULE_LABELS
 from billing.models import PaymentKind, PaymentMethod
@@ -40,8 +40,9 @@ _AMOUNT_NOISE = str.maketrans("", "", ".,  ₫")
 
 @bp.app_template_filter("vnd")
 def vnd(amount) -> str:
-    """Whole dong with the locale's grouping (78.120 in Vietnamese, 78,120 in English)."""
-    return format_decimal(amount or 0)
+    """Whole dong with the locale's grouping (78.120 in Vietnamese, 78,120 in English), as
+    the billing messages write them."""
+    return bills.vnd(amount or 0)
 
 
 @bp.app_template_filter("cashier_qty")
