@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= $(or $(HIS_PORT),8000)
 
-.PHONY: run test lint format install translations i18n-update lock clean-venv bench bench-quick
+.PHONY: run test lint format install translations i18n-update lock clean-venv bench bench-quick bench-growth
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -45,12 +45,26 @@ test: install
 	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # Benchmarks on the local PostgreSQL (HIS_BENCH_POSTGRES_URL to change it): every case beside
-# its baseline from the same run, written to bench/results/ (bench/README.md).
-bench-quick: install
+# its baseline from the same run, written to bench/results/ (bench/README.md). The bench extra
+# (matplotlib, for the growth plots) is installed here only: `make test` does not need it.
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	@touch $@
+
+bench-quick: install $(BENCH_STAMP)
 	$(BIN)/python bench/suite.py --quick
 
-bench: install
+# The full suite on 1,000,000 patients, then the growth from 10,000 to 1,000,000 (reusing the
+# suite's province of 1,000,000).
+bench: install $(BENCH_STAMP)
 	$(BIN)/python bench/suite.py
+	$(BIN)/python bench/growth.py --reuse
+
+# Growth only: BENCH_SIZES=10000,100000 make bench-growth
+bench-growth: install $(BENCH_STAMP)
+	$(BIN)/python bench/growth.py --reuse $(if $(BENCH_SIZES),--sizes $(BENCH_SIZES))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -127,3 +127,18 @@ def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def spread(values: list[float], digits: int = 3) -> dict:
+    """Several runs of one figure: the median (what is reported), the smallest and largest,
+    and every run in order (``runs``)."""
+    import statistics
+
+    if not values:
+        return {"median": None, "min": None, "max": None, "runs": []}
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "runs": [round(v, digits) for v in values],
+    }

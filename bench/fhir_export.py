@@ -12,8 +12,9 @@ Vietnamese names, so every row is a realistic ~0.6-1 kB of text. No domain rows:
 export reads only ``fhir_resource`` (and ``fhir_resource_version`` for rows changed after
 the snapshot, none here).
 
-Three ways of writing the same rows to NDJSON files, each timed over ``--rounds`` rounds
-(alternating order; the best round counts):
+Three ways of writing the same rows to NDJSON files, each run once untimed (``--warmup``
+rounds: caches, the worker's imports), then timed over ``--rounds`` rounds (alternating order);
+the median round counts, with the min, max and every round in the JSON:
 
 * ``app``: a queued system-level ``$export`` job run by ``his.services.fhir_export.work_once``,
   the function ``his fhir export-worker`` calls: claim, snapshot wait, one streamed query per
@@ -41,7 +42,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from common import DB_PREFIX, RESULTS_DIR, log, write_json
+from common import DB_PREFIX, RESULTS_DIR, log, spread, write_json
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import configure_mappers
 
@@ -250,7 +251,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", required=True, help="a PostgreSQL server URL")
     parser.add_argument("--resources", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--seed", type=int, default=20251)
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument("--reuse", action="store_true", help="use the kept database as it is")
@@ -285,7 +287,8 @@ def main() -> None:
         "raw_copy": lambda folder: raw_copy(conninfo, folder, types),
     }
     try:
-        for round_no in range(args.rounds):
+        for round_no in range(-args.warmup, args.rounds):
+            warm = round_no < 0
             order = list(runs) if round_no % 2 == 0 else list(reversed(runs))
             for label in order:
                 folder = instance / f"{label}-{round_no}"
@@ -293,7 +296,8 @@ def main() -> None:
                 started = time.perf_counter()
                 rows = runs[label](folder)
                 elapsed = time.perf_counter() - started
-                timings[label].append(elapsed)
+                if not warm:
+                    timings[label].append(elapsed)
                 exported[label] = rows
                 size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
                 size += sum(
@@ -302,7 +306,8 @@ def main() -> None:
                     if label == "app" and f.is_file()
                 )
                 log(
-                    f"round {round_no + 1} {label:>10}: {rows:,} resources in {elapsed:.1f}s "
+                    f"{'warm-up' if warm else f'round {round_no + 1}'} {label:>10}: "
+                    f"{rows:,} resources in {elapsed:.1f}s "
                     f"= {rows / elapsed:,.0f}/s ({size / 1e6:,.0f} MB)"
                 )
                 shutil.rmtree(folder, ignore_errors=True)
@@ -315,27 +320,41 @@ def main() -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     assert len(set(exported.values())) == 1, f"the three paths disagree: {exported}"
-    best = {label: min(times) for label, times in timings.items()}
-    rate = {label: exported[label] / best[label] for label in best}
+    per_round = {
+        label: [exported[label] / seconds for seconds in times] for label, times in timings.items()
+    }
+    by_round = {label: spread(rates, 0) for label, rates in per_round.items()}
+    rate = {label: figures["median"] for label, figures in by_round.items()}
     result = {
         "backend": "postgresql",
         "resources_in_table": args.resources,
         "resources_exported": exported["app"],
         "counts": counts,
         "rounds": args.rounds,
+        "warmup_rounds": args.warmup,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
         "seconds": timings,
+        # the median round; ``resources_per_second_runs`` has min, max and every round
         "resources_per_second": {k: round(v) for k, v in rate.items()},
+        "resources_per_second_runs": by_round,
+        "resources_per_second_best": {k: round(max(v)) for k, v in per_round.items()},
+        "ratio_app_over_raw_copy_by_round": [
+            round(a / c, 4) for a, c in zip(per_round["app"], per_round["raw_copy"], strict=True)
+        ],
         "ratio_raw_cursor_over_app": round(rate["raw_cursor"] / rate["app"], 2),
         "ratio_raw_copy_over_app": round(rate["raw_copy"] / rate["app"], 2),
         "measured_at": utcnow().isoformat(),
     }
     write_json(RESULTS_DIR / f"fhir-export-postgresql-{args.resources}.json", result)
-    print(f"| path | resources/s (best of {args.rounds}) | app is x slower |")
-    print("|---|---:|---:|")
+    print(f"| path | resources/s (median of {args.rounds}) | min | max | app is x slower |")
+    print("|---|---:|---:|---:|---:|")
     for label in ("app", "raw_cursor", "raw_copy"):
-        print(f"| {label} | {rate[label]:,.0f} | {rate[label] / rate['app']:.2f} |")
+        figures = by_round[label]
+        print(
+            f"| {label} | {rate[label]:,.0f} | {figures['min']:,.0f} | {figures['max']:,.0f} "
+            f"| {rate[label] / rate['app']:.2f} |"
+        )
     print(f"exported {exported['app']:,} of {args.resources:,} rows (the rest deleted)")
     sys.stdout.flush()
 

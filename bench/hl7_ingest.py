@@ -27,9 +27,10 @@ lane's wall time once every connection is open; the ACKs are checked here afterw
 (``parse_ack``: MSA-1 must be AA and MSA-2 the message's MSH-10), so checking costs the
 client nothing. Any other answer, or none, is a failure and the run is reported failed.
 
-For 1 and then 8 connections: echo, ours, ours with the peer in mode store (parsed, stored,
-ACKed, not applied), echo again (the two echo runs bracket ours, so a machine whose speed
-drifts shows it). Every message of ``ours`` is a new patient (unique name + birth date,
+For 1 and then 8 connections, ``--runs`` times (3): echo, ours, ours with the peer in mode
+store (parsed, stored, ACKed, not applied), echo again (the two echo runs bracket ours, so a
+machine whose speed drifts shows it). A lane reports the median of its runs (with min, max and
+every run). Every message of ``ours`` is a new patient (unique name + birth date,
 CCCD, phone, LIS id) with a unique MSH-10. Afterwards a few hundred messages on one
 connection with the DB thread's time split by phase (wall and CPU), and as many under
 cProfile (the DB thread only). Also measured, before and after: the durable commits per
@@ -245,6 +246,30 @@ def lane_figures(result: dict, warmup: int) -> dict:
         "p95_ms": round(percentile(ms, 95), 3),
         "max_ms": round(max(ms), 3) if ms else 0.0,
     }
+
+
+def combine_runs(runs: list[dict]) -> dict:
+    """Several runs of one lane: the run whose ``ours`` rate is the median (its figures are
+    the lane's, for the table), with the median rates of ours and of the echo, their ratio,
+    and min, max and every run of each (``*_runs``); ``runs`` keeps every run whole."""
+    from common import spread
+
+    ordered = sorted(runs, key=lambda r: r["ours"]["msg_per_s"])
+    lane = dict(ordered[(len(ordered) - 1) // 2])
+    ours = spread([r["ours"]["msg_per_s"] for r in runs], 1)
+    echo = spread([r["echo_msg_per_s"] for r in runs], 1)
+    lane["ours_msg_per_s_runs"] = ours
+    lane["echo_msg_per_s_runs"] = echo
+    lane["ratio_ours_over_echo_runs"] = spread([r["ratio_ours_over_echo"] for r in runs], 4)
+    if all("ours_store_only" in r for r in runs):
+        lane["store_only_msg_per_s_runs"] = spread(
+            [r["ours_store_only"]["msg_per_s"] for r in runs], 1
+        )
+    # the lane's figures: medians over the runs (the echo's from every run, not one)
+    lane["echo_msg_per_s"] = echo["median"]
+    lane["ratio_ours_over_echo"] = round(ours["median"] / echo["median"], 4)
+    lane["runs"] = runs
+    return lane
 
 
 # --- the scratch database -----------------------------------------------------------------
@@ -628,61 +653,66 @@ async def run_backend(target, args) -> dict:
     store_messages: list[bytes] = []
     try:
         for connections in args.connections:
-            controls, messages = batch(args.warmup + args.messages)
-            runs = {}
-            for label, port in (
-                ("echo_before", echo_listener.port),
-                ("ours", ours_listener.port),
-                ("ours_store_only", ours_listener.port),
-                ("echo_after", echo_listener.port),
-            ):
-                if label == "ours_store_only":
-                    if not args.store_only:
-                        continue
-                    # The same path with the peer in mode store: parsed, stored, ACKed, not
-                    # applied. New MSH-10s, or they would be answered as repeats.
-                    store_controls, store_messages = batch(args.warmup + args.messages)
-                    set_peer_mode(database, PeerMode.STORE)
-                counters.reset()
-                load = os.getloadavg()[0]
-                sent = store_messages if label == "ours_store_only" else messages
-                result = await drive(port, sent, connections, args.warmup)
-                figures = lane_figures(result, args.warmup)
-                figures["loadavg_1m_before"] = round(load, 2)
-                if label == "ours_store_only":
-                    set_peer_mode(database, PeerMode.APPLY)
-                    stored_expected += len(sent)
-                if label.startswith("ours"):
-                    applied_expected += len(sent) if label == "ours" else 0
-                    seen = counters.snapshot()
-                    # warm-up messages included: the counters run for the whole drive
-                    figures["per_message"] = {k: round(v / len(sent), 2) for k, v in seen.items()}
-                with app.app_context():
-                    checked = store_controls if label == "ours_store_only" else controls
-                    problems = result["errors"] + check(checked, result["acks"])
-                figures["failures"] = len(problems)
-                if problems:
-                    failures[f"{connections}:{label}"] = problems[:5]
-                runs[label] = figures
-                log(
-                    f"{target.backend} {connections} conn {label}: {figures['msg_per_s']:,.0f} "
-                    f"msg/s, p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, "
-                    f"failures {len(problems)}"
+            lane_runs = []
+            for run_no in range(args.runs):
+                controls, messages = batch(args.warmup + args.messages)
+                runs = {}
+                for label, port in (
+                    ("echo_before", echo_listener.port),
+                    ("ours", ours_listener.port),
+                    ("ours_store_only", ours_listener.port),
+                    ("echo_after", echo_listener.port),
+                ):
+                    if label == "ours_store_only":
+                        if not args.store_only:
+                            continue
+                        # The same path with the peer in mode store: parsed, stored, ACKed, not
+                        # applied. New MSH-10s, or they would be answered as repeats.
+                        store_controls, store_messages = batch(args.warmup + args.messages)
+                        set_peer_mode(database, PeerMode.STORE)
+                    counters.reset()
+                    load = os.getloadavg()[0]
+                    sent = store_messages if label == "ours_store_only" else messages
+                    result = await drive(port, sent, connections, args.warmup)
+                    figures = lane_figures(result, args.warmup)
+                    figures["loadavg_1m_before"] = round(load, 2)
+                    if label == "ours_store_only":
+                        set_peer_mode(database, PeerMode.APPLY)
+                        stored_expected += len(sent)
+                    if label.startswith("ours"):
+                        applied_expected += len(sent) if label == "ours" else 0
+                        seen = counters.snapshot()
+                        # warm-up messages included: the counters run for the whole drive
+                        figures["per_message"] = {
+                            k: round(v / len(sent), 2) for k, v in seen.items()
+                        }
+                    with app.app_context():
+                        checked = store_controls if label == "ours_store_only" else controls
+                        problems = result["errors"] + check(checked, result["acks"])
+                    figures["failures"] = len(problems)
+                    if problems:
+                        failures[f"{connections}:{run_no + 1}:{label}"] = problems[:5]
+                    runs[label] = figures
+                    log(
+                        f"{target.backend} {connections} conn, run {run_no + 1}/{args.runs} "
+                        f"{label}: {figures['msg_per_s']:,.0f} msg/s, p50 {figures['p50_ms']} ms, "
+                        f"p95 {figures['p95_ms']} ms, failures {len(problems)}"
+                    )
+                before, after = runs["echo_before"], runs["echo_after"]
+                echo_rate = (before["messages"] + after["messages"]) / (
+                    before["seconds"] + after["seconds"]
                 )
-            before, after = runs["echo_before"], runs["echo_after"]
-            echo_rate = (before["messages"] + after["messages"]) / (
-                before["seconds"] + after["seconds"]
-            )
-            runs["echo_msg_per_s"] = round(echo_rate, 1)
-            runs["ratio_ours_over_echo"] = round(runs["ours"]["msg_per_s"] / echo_rate, 4)
-            if "ours_store_only" in runs:
-                runs["ratio_store_only_over_echo"] = round(
-                    runs["ours_store_only"]["msg_per_s"] / echo_rate, 4
+                runs["echo_msg_per_s"] = round(echo_rate, 1)
+                runs["ratio_ours_over_echo"] = round(runs["ours"]["msg_per_s"] / echo_rate, 4)
+                if "ours_store_only" in runs:
+                    runs["ratio_store_only_over_echo"] = round(
+                        runs["ours_store_only"]["msg_per_s"] / echo_rate, 4
+                    )
+                runs["p50_ratio_ours_over_echo"] = round(
+                    runs["ours"]["p50_ms"] / ((before["p50_ms"] + after["p50_ms"]) / 2), 1
                 )
-            runs["p50_ratio_ours_over_echo"] = round(
-                runs["ours"]["p50_ms"] / ((before["p50_ms"] + after["p50_ms"]) / 2), 1
-            )
-            lanes[str(connections)] = runs
+                lane_runs.append(runs)
+            lanes[str(connections)] = combine_runs(lane_runs)
 
         # Where the DB thread's time goes: one connection, phases, then cProfile.
         profile: dict = {}
@@ -746,6 +776,7 @@ async def run_backend(target, args) -> dict:
         "durability": settings_seen,
         "commit_floor": {"before": floor, "after": floor_after},
         "messages_per_lane": args.messages,
+        "runs_per_lane": args.runs,
         "warmup": args.warmup,
         "lanes": lanes,
         "database_after": db,
@@ -806,6 +837,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--messages", type=int, default=1000, help="measured, per lane")
     parser.add_argument("--warmup", type=int, default=20, help="untimed, before each lane")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="timed runs per lane (the median run is reported)"
+    )
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--profile-messages", type=int, default=200, help="0: no profile")
     parser.add_argument(

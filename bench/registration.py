@@ -32,21 +32,21 @@ import itertools
 import json
 import os
 import random
-import statistics
 import threading
 import time
 from pathlib import Path
 
-from common import DATA_DIR, RESULTS_DIR, log, resolve, write_json
+from common import DATA_DIR, DB_PREFIX, RESULTS_DIR, Target, log, resolve, spread, write_json
 from fhir_api import free_port, gunicorn, percentile
 from province import create_database, drop_database
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from his import migrate
 from his.db import Database
 from his.identifiers import cccd_province_codes
-from his.models import Department, Facility, Room
+from his.models import Department, Facility, Patient, PatientIdentifier, Room
+from his.models.patient import IdentifierType
 from his.services.demo import DEMO_PASSWORD, load_demo
 
 TARGET_RATIO = 0.25
@@ -57,13 +57,15 @@ GIVENS = ("An", "Bình", "Cường", "Dung", "Hà", "Hùng", "Lan", "Mai", "Nam"
 
 
 class People:
-    """Unique new patients, thread-safe: a CCCD and a phone never repeat in a run."""
+    """Unique new patients, thread-safe: a CCCD never repeats, in a run or with the CCCDs
+    already in the database (``taken``); the phone is the serial number."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, taken: set[str] | None = None):
         self.rng = random.Random(seed)  # noqa: S311 (reproducible test data)
         self.lock = threading.Lock()
         self.serial = itertools.count(1)
         self.provinces = sorted(cccd_province_codes())
+        self.taken = taken if taken is not None else set()
 
     def next(self) -> dict:
         with self.lock:
@@ -73,8 +75,12 @@ class People:
             female = rng.random() < 0.5
             family, middle, given = rng.choice(FAMILIES), rng.choice(MIDDLES), rng.choice(GIVENS)
             province = rng.choice(self.provinces)
-        # Century/sex digit: 0/1 born in the 1900s (male/female), 2/3 in the 2000s.
-        century = (0 if year < 2000 else 2) + (1 if female else 0)
+            # Century/sex digit: 0/1 born in the 1900s (male/female), 2/3 in the 2000s.
+            century = (0 if year < 2000 else 2) + (1 if female else 0)
+            head = f"{province}{century}{year % 100:02d}"
+            while (cccd := f"{head}{rng.randrange(1_000_000):06d}") in self.taken:
+                pass
+            self.taken.add(cccd)
         return {
             "full_name": f"{family} {middle} {given}",
             "family_name": family,
@@ -82,7 +88,7 @@ class People:
             "given_name": given,
             "sex": "female" if female else "male",
             "birth_date": f"{year}-{1 + n % 12:02d}-{1 + n % 28:02d}",
-            "cccd": f"{province}{century}{year % 100:02d}{n % 1_000_000:06d}",
+            "cccd": cccd,
             "phone": f"09{n % 100_000_000:08d}",
             # Few names, many patients: the likely-duplicate warning would stop the load.
             "allow_possible_duplicate": True,
@@ -203,22 +209,45 @@ def _summary(latencies: list[float], wall: float) -> dict:
     }
 
 
+def existing_target(database_url: str) -> Target:
+    """A bench database that already holds the demo province (``province.py`` made it): only
+    one whose name starts with ``his_bench_`` (PostgreSQL) or a file (SQLite). Registrations are
+    added to it; it is never dropped."""
+    target = resolve(database_url, 0)
+    named = make_url(database_url).database or ""
+    if target.backend == "postgresql" and not named.startswith(DB_PREFIX):
+        raise SystemExit(f"--existing-database-url: a database named {DB_PREFIX}…, not {named!r}")
+    if target.backend == "sqlite" and not target.path.exists():
+        raise SystemExit(f"--existing-database-url: {target.path} does not exist")
+    return target
+
+
 def run(args) -> dict:
-    if args.database_url.startswith("sqlite"):
+    existing = bool(args.existing_database_url)
+    if existing:
+        target = existing_target(args.existing_database_url)
+    elif args.database_url.startswith("sqlite"):
         target = resolve(f"sqlite:///{DATA_DIR / 'his_bench_registration.sqlite'}", 0)
     else:
         url = make_url(args.database_url).set(database="his_bench_registration")
         target = resolve(url.render_as_string(hide_password=False), 0)
-    log(f"database: {target.url}")
-    create_database(target)
-    migrate.upgrade(target.url)
+    log(f"database: {target.url}" + (" (existing: kept, registrations added)" if existing else ""))
+    if not existing:
+        create_database(target)
+        migrate.upgrade(target.url)
     db = Database.from_url(target.url)
     with db.session() as session:
-        load_demo(session)
+        if not existing:
+            load_demo(session)
         hospital = session.scalar(select(Facility).where(Facility.code == "91001"))
+        if hospital is None:
+            raise SystemExit(f"{target.url}: no demo hospital 91001 (not a bench province?)")
         room_id = session.scalar(
             select(Room.id).join(Department).where(Department.facility_id == hospital.id).limit(1)
         )
+        patients_before = session.scalar(select(func.count()).select_from(Patient))
+        cccd = PatientIdentifier.type == IdentifierType.CCCD
+        taken = set(session.scalars(select(PatientIdentifier.value).where(cccd)))
     db.engine.dispose()
 
     env = {
@@ -230,9 +259,10 @@ def run(args) -> dict:
     }
     app_port, hello_port = free_port(), free_port()
     app = gunicorn("his:create_app()", app_port, env, args.workers, args.threads)
-    people = People(args.seed)
+    people = People(args.seed, taken)
     rounds: dict[str, list[dict]] = {"registration": [], "hello": []}
     peaks: dict[int, float] = {}
+    round_peaks: list[float] = []  # the largest worker's peak in each round
     servers = [app]
     try:
         # The same environment: gunicorn.conf.py (read by both) checks the HIS settings.
@@ -240,8 +270,8 @@ def run(args) -> dict:
         servers.append(hello)
         token = _token(app_port, "reception")
         log("warming up")
-        register_load(app_port, token, room_id, people, 2.0, args.clients)
-        hello_load(hello_port, 2.0, args.clients)
+        register_load(app_port, token, room_id, people, args.warmup, args.clients)
+        hello_load(hello_port, args.warmup, args.clients)
         for n in range(args.rounds):
             with RssWatch(app.pid) as watch:
                 latencies, wall = register_load(
@@ -249,6 +279,7 @@ def run(args) -> dict:
                 )
             for pid, mb in watch.peaks.items():
                 peaks[pid] = max(peaks.get(pid, 0.0), mb)
+            round_peaks.append(round(max(watch.peaks.values(), default=0.0), 1))
             rounds["registration"].append(_summary(latencies, wall))
             rounds["hello"].append(_summary(*hello_load(hello_port, args.seconds, args.clients)))
             log(f"round {n + 1}: {rounds['registration'][-1]} | hello {rounds['hello'][-1]}")
@@ -256,42 +287,51 @@ def run(args) -> dict:
         for process in servers:
             process.terminate()
             process.wait(timeout=30)
-        if not args.keep:
+        if not args.keep and not existing:
             drop_database(target)
 
-    def median(kind: str, key: str) -> float:
-        return round(statistics.median(r[key] for r in rounds[kind]), 1)
+    def per_round(kind: str, key: str) -> dict:
+        return spread([r[key] for r in rounds[kind]], 1)
 
-    registrations, hellos = median("registration", "per_s"), median("hello", "per_s")
+    registration_per_s, hello_per_s = (
+        per_round("registration", "per_s"),
+        per_round("hello", "per_s"),
+    )
+    registrations, hellos = registration_per_s["median"], hello_per_s["median"]
     ratio = round(registrations / hellos, 4) if hellos else 0.0
     worker_peak = round(max(peaks.values()), 1) if peaks else 0.0
     return {
         "backend": target.backend,
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "database": {
+            "existing": existing,
+            "name": target.db_name or str(target.path),
+            "patients_before": patients_before,
+        },
         "method": {
             "workers": args.workers,
             "threads": args.threads,
             "clients": args.clients,
+            "warmup_seconds": args.warmup,
             "seconds_per_round": args.seconds,
             "rounds": args.rounds,
         },
         "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
         "rounds": rounds,
-        "registration_per_s": {
-            "median": registrations,
-            "min": min(r["per_s"] for r in rounds["registration"]),
-            "max": max(r["per_s"] for r in rounds["registration"]),
-        },
-        "hello_per_s": {
-            "median": hellos,
-            "min": min(r["per_s"] for r in rounds["hello"]),
-            "max": max(r["per_s"] for r in rounds["hello"]),
-        },
+        # median of the rounds, with min, max and every round (``runs``)
+        "registration_per_s": registration_per_s,
+        "registration_p95_ms": per_round("registration", "p95_ms"),
+        "hello_per_s": hello_per_s,
+        "ratio_by_round": [
+            round(r["per_s"] / h["per_s"], 4) if h["per_s"] else None
+            for r, h in zip(rounds["registration"], rounds["hello"], strict=True)
+        ],
         "ratio": ratio,
         "ratio_target": TARGET_RATIO,
         "ratio_met": ratio >= TARGET_RATIO,
         "worker_rss_peak_mb": {str(pid): round(mb, 1) for pid, mb in sorted(peaks.items())},
         "worker_rss_max_mb": worker_peak,
+        "worker_rss_peak_mb_by_round": spread(round_peaks, 1),
         "rss_target_mb": TARGET_RSS_MB,
         "rss_met": 0 < worker_peak <= TARGET_RSS_MB,
     }
@@ -302,11 +342,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default="sqlite")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per server, untimed")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--existing-database-url",
+        help="register into this bench database (his_bench_…, e.g. a province.py province) "
+        "instead of a scratch one; it is neither migrated nor dropped, the registrations stay",
+    )
     parser.add_argument("--output")
     args = parser.parse_args(argv)
     result = run(args)
