@@ -376,15 +376,70 @@ def _axes(ax, sizes: list[int], ylabel: str, title: str) -> None:
     ax.minorticks_off()
     if len(sizes) == 1:
         ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # room for the legend above the lines
     ax.set_xlabel("patients in the index (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    entries = len(ax.get_legend_handles_labels()[1])
+    ax.legend(fontsize=8, loc="upper left", ncol=3 if entries > 4 else 1)
+
+
+OURS = {"linestyle": "-"}
+BASE = {"linestyle": "--"}
+C0 = {"color": "C0"}
+
+
+def _save(plt, fig, name: str) -> Path:
+    fig.tight_layout()
+    path = RESULTS_DIR / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_patient_search(plt, sizes: dict, ns: list[int]) -> Path | None:
+    if not _series(sizes, "patient_search", "app"):
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    _errorbar(left, _series(sizes, "patient_search", "app"), "REST path (app)", OURS | C0)
+    _errorbar(left, _series(sizes, "patient_search", "raw"), "same SQL, raw (baseline)", BASE | C0)
+    _axes(left, ns, "p95 ms", "Patient search, every kind pooled, page of 20")
+    for kind in _kinds(sizes):
+        _errorbar(right, _kind_series(sizes, kind), kind, {"linestyle": "-", "linewidth": 1})
+    _axes(right, ns, "p95 ms (REST path)", "Patient search by kind")
+    return _save(plt, fig, "growth-patient-search.png")
+
+
+def _plot_fhir_search(plt, sizes: dict, ns: list[int]) -> Path | None:
+    lines = [
+        (key, side, label, style | {"color": color})
+        for (key, ours, base), color in zip(SEARCH_SERIES[1:], ("C0", "C2"), strict=True)
+        for side, label, style in (("app", ours, OURS), ("raw", f"{base} ({key[5:]})", BASE))
+        if _series(sizes, key, side)
+    ]
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, side, label, style in lines:
+        _errorbar(ax, _series(sizes, key, side), label, style)
+    _axes(ax, ns, "p95 ms", "FHIR search, page of 20, 4 clients, 2 gunicorn workers")
+    return _save(plt, fig, "growth-fhir-search.png")
+
+
+def _plot_registration(plt, sizes: dict, ns: list[int]) -> Path | None:
+    if not _series(sizes, "registration", "per_s"):
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    _errorbar(left, _series(sizes, "registration", "per_s"), "patient + visit", OURS)
+    _axes(left, ns, "registrations/s", "Registration, 8 clients, 2 gunicorn workers")
+    _errorbar(right, _series(sizes, "registration", "p95_ms"), "patient + visit", OURS)
+    _axes(right, ns, "p95 ms", "Registration latency")
+    return _save(plt, fig, "growth-registration.png")
 
 
 def plot(result: dict) -> list[Path]:
+    """The PNGs that have data (matplotlib's Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -392,56 +447,12 @@ def plot(result: dict) -> list[Path]:
 
     sizes = result["sizes"]
     ns = sorted(int(n) for n in sizes)
-    written = []
-    ours_style = {"linestyle": "-"}
-    base_style = {"linestyle": "--"}
-
-    # Patient search: overall, then per kind (the REST path).
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    _errorbar(left, _series(sizes, "patient_search", "app"), "REST path (app)", ours_style)
-    _errorbar(left, _series(sizes, "patient_search", "raw"), "same SQL, raw (baseline)", base_style)
-    _axes(left, ns, "p95 ms", "Patient search, every kind pooled, page of 20")
-    for kind in _kinds(sizes):
-        _errorbar(right, _kind_series(sizes, kind), kind, {"linestyle": "-", "linewidth": 1})
-    _axes(right, ns, "p95 ms (REST path)", "Patient search by kind")
-    fig.tight_layout()
-    path = RESULTS_DIR / "growth-patient-search.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
-
-    # FHIR search.
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    drawn = False
-    for key, ours, base in SEARCH_SERIES[1:]:
-        for side, label, style in (("app", ours, ours_style), ("raw", base, base_style)):
-            points = _series(sizes, key, side)
-            if points:
-                suffix = "" if side == "app" else f" ({key.removeprefix('fhir_')})"
-                _errorbar(ax, points, label + suffix, style)
-                drawn = True
-    if drawn:
-        _axes(ax, ns, "p95 ms", "FHIR search, page of 20, 4 clients, 2 gunicorn workers")
-        fig.tight_layout()
-        path = RESULTS_DIR / "growth-fhir-search.png"
-        fig.savefig(path, dpi=110)
-        written.append(path)
-    plt.close(fig)
-
-    # Registration.
-    points = _series(sizes, "registration", "per_s")
-    if points:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-        _errorbar(left, points, "registrations/s (patient + visit)", ours_style)
-        _axes(left, ns, "registrations/s", "Registration, 8 clients, 2 gunicorn workers")
-        _errorbar(right, _series(sizes, "registration", "p95_ms"), "p95 ms", ours_style)
-        _axes(right, ns, "p95 ms", "Registration latency")
-        fig.tight_layout()
-        path = RESULTS_DIR / "growth-registration.png"
-        fig.savefig(path, dpi=110)
-        written.append(path)
-        plt.close(fig)
-    return written
+    drawn = (
+        _plot_patient_search(plt, sizes, ns),
+        _plot_fhir_search(plt, sizes, ns),
+        _plot_registration(plt, sizes, ns),
+    )
+    return [path for path in drawn if path is not None]
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -514,13 +525,20 @@ def main(argv: list[str] | None = None) -> None:
             "registration_seconds": args.registration_seconds,
             "value": "median of the runs; min, max and runs beside it",
         },
-        "sizes": {str(n): e for n, e in previous.items() if int(n) not in sizes},
+        "sizes": dict(previous),
     }
     started = time.monotonic()
     for n in sizes:
         log(f"--- {n:,} patients")
         entry = measure(n, args)
         entry["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        if args.merge and str(n) in previous:
+            # the steps skipped now keep their earlier figures (and their own "when")
+            kept = {k: v for k, v in previous[str(n)].items() if k not in entry}
+            kept["seconds"] = previous[str(n)].get("seconds", {}) | entry["seconds"]
+            entry = (
+                kept | entry | {"seconds": kept["seconds"], "merged_from": previous[str(n)]["when"]}
+            )
         result["sizes"][str(n)] = entry
         result["seconds"] = round(time.monotonic() - started)
         finish(result)  # after every size: a long run that stops keeps what it measured
