@@ -178,7 +178,10 @@ def _vnd(amount: Decimal) -> int:
 
 
 @dataclass(frozen=True)
-class _Params:
+class Params:
+    """The parameters checked and read once (``read_params``): a caller pricing many
+    visits of one day reads them once."""
+
     base_salary: Decimal
     small_bill_share: Decimal
     exemption_months: Decimal
@@ -188,7 +191,7 @@ class _Params:
     grace_days: int
 
 
-def _read_params(params: Mapping[str, Decimal]) -> _Params:
+def read_params(params: Mapping[str, Decimal]) -> Params:
     """Every name is read up front, whatever path the visit takes, so a table that lacks one
     fails on the first bill rather than on the first self-referred inpatient months later."""
     values: dict[str, Decimal] = {}
@@ -208,7 +211,7 @@ def _read_params(params: Mapping[str, Decimal]) -> _Params:
     grace = values["card_expiry_grace_days"]
     if grace != grace.to_integral_value():
         raise ValueError(f"BHYT parameter 'card_expiry_grace_days' must be whole days ({grace})")
-    return _Params(
+    return Params(
         base_salary=values["base_salary"],
         small_bill_share=values["small_bill_share_percent"],
         exemption_months=values["copay_exemption_months"],
@@ -274,7 +277,7 @@ def _valid_on(card: Card, day: date) -> bool:
     )
 
 
-def _route(visit: VisitFacts, card: Card, p: _Params) -> tuple[Decimal, str]:
+def _route(visit: VisitFacts, card: Card, p: Params) -> tuple[Decimal, str]:
     """Percent of the benefit the fund pays for how the patient came, and the rule's code.
 
     Law 51/2024 Art. 22 as amended and Decree 188/2025 Art. 19. The first match wins, in the
@@ -346,14 +349,16 @@ def _bill(splits: tuple[LineSplit, ...], rule: str, rate: int, rules: tuple[str,
     )
 
 
-def compute(visit: VisitFacts, lines: Sequence[Line], params: Mapping[str, Decimal]) -> BillSplit:
+def compute(
+    visit: VisitFacts, lines: Sequence[Line], params: Mapping[str, Decimal] | Params
+) -> BillSplit:
     """Split the visit's charges between the BHYT fund and the patient.
 
     ``params`` holds the value of every name in ``PARAMETER_NAMES`` in force on
     ``visit.care_date``. Raises KeyError for a missing parameter and ValueError for a fact
     out of range (naming the field, and the line's key for a line).
     """
-    p = _read_params(params)
+    p = params if isinstance(params, Params) else read_params(params)
     _check_visit(visit)
     for line in lines:
         _check_line(line)

@@ -64,8 +64,23 @@ def db_check() -> None:
 
 @main.command()
 @click.option("--if-empty", is_flag=True, help="Only load into a database with no facilities.")
-def demo(if_empty: bool) -> None:
-    """Load the demo province (idempotent): facilities, staff (password 'demo'), patients."""
+@click.option(
+    "--size",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Also a synthetic province of this many patients with a year of visits, "
+    "examinations, prescriptions and bills before today (bulk-loaded; run it before "
+    "starting the servers).",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the synthetic province.")
+@click.option(
+    "--fhir/--no-fhir",
+    default=True,
+    help="Project the synthetic records into the FHIR store (about 250 resources a second).",
+)
+def demo(if_empty: bool, size: int, seed: int | None, fhir: bool) -> None:
+    """Load the demo province (idempotent): facilities, staff (password 'demo'), patients;
+    with --size N, also a synthetic province of N patients and their year of care."""
     from billing.demo import load_billing_demo
     from his.services.demo import is_empty, load_demo
 
@@ -75,12 +90,56 @@ def demo(if_empty: bool) -> None:
         if if_empty and not is_empty(session):
             click.echo("database already has data; demo not loaded")
             return
+        if size:
+            from his.synthetic.load import AlreadyLoaded, refuse_if_loaded
+
+            try:
+                refuse_if_loaded(session)
+            except AlreadyLoaded as exc:
+                raise click.ClickException(str(exc)) from exc
         counts = load_demo(session)
         load_billing_demo(session, settings.claim_keys_dir)
     click.echo(
         f"demo province: {counts['facilities']} facilities, {counts['users']} users, "
         f"{counts['patients_created']} new patients"
     )
+    if size:
+        _synthetic_province(database, size, seed, fhir)
+
+
+def _synthetic_province(database, size: int, seed: int | None, fhir: bool) -> None:
+    from his.fhirapi import projection
+    from his.localtime import local_today
+    from his.synthetic.load import AlreadyLoaded, load_province
+    from his.synthetic.people import DEFAULT_SEED
+
+    with click.progressbar(length=size, label="synthetic province") as bar:
+        done = [0]
+
+        def progress(n: int) -> None:
+            bar.update(n - done[0])
+            done[0] = n
+
+        try:
+            meta = load_province(
+                database,
+                patients=size,
+                seed=DEFAULT_SEED if seed is None else seed,
+                as_of=local_today(),
+                progress=progress,
+            )
+        except AlreadyLoaded as exc:
+            raise click.ClickException(str(exc)) from exc
+    rows = meta["rows"]
+    click.echo(
+        f"synthetic province: {meta['facilities']} facilities, {rows['patient']} patients, "
+        f"{rows['visit']} visits, {rows['prescription']} prescriptions, {rows['bill']} bills "
+        f"({meta['timings']['total_s']:.0f} s)"
+    )
+    if fhir:
+        with database.session() as session:
+            written = projection.rebuild_all(session)
+        click.echo(f"FHIR projection: {written} resource versions written")
 
 
 @main.group()

@@ -8,7 +8,7 @@ the same number, and a rolled-back one leaves no gap.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,5 +37,24 @@ def ensure_at_least(session: Session, name: str, value: int) -> None:
             _insert(session)(Counter)
             .values(name=name, value=value)
             .on_conflict_do_update(index_elements=[Counter.name], set_={"value": value})
+        )
+        session.execute(stmt)
+
+
+def ensure_all_at_least(session: Session, values: dict[str, int], chunk: int = 5000) -> None:
+    """``ensure_at_least`` for many counters at once (a bulk load hands out numbers of
+    thousands of days and rooms): one upsert per chunk that never lowers a counter."""
+    names = sorted(values)
+    for first in range(0, len(names), chunk):
+        rows = [{"name": n, "value": values[n]} for n in names[first : first + chunk]]
+        stmt = _insert(session)(Counter).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[Counter.name],
+            set_={
+                "value": case(
+                    (stmt.excluded.value > Counter.value, stmt.excluded.value),
+                    else_=Counter.value,
+                )
+            },
         )
         session.execute(stmt)
