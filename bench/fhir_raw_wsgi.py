@@ -5,7 +5,9 @@ FHIR bytes with raw SQL, no framework, no auth, no audit row.
 
 ``/read/<type>/<id>``: the stored JSON by its key. ``/search/<kind>?...``: the stored JSON
 of the first page of the same search the FHIR API runs (the same sub-selects on
-``fhir_search_value``), spliced into a minimal searchset Bundle.
+``fhir_search_value``), spliced into a minimal searchset Bundle. The client gives the
+values as the app would search for them (folded text, the UTC bounds of a day, the
+user's facility), so no parsing is timed here.
 """
 
 from __future__ import annotations
@@ -20,29 +22,50 @@ _local = threading.local()
 
 _PAGE = 20
 _SEARCH = {
-    # identifier=system|code
+    # Patient?identifier=system|code
     "identifier": (
+        "Patient",
         "rid IN (SELECT rid FROM fhir_search_value WHERE resource_type = 'Patient' "
-        "AND param = 'identifier' AND code = %(code)s AND system = %(system)s)"
+        "AND param = 'identifier' AND code = %(code)s AND system = %(system)s)",
     ),
-    # family=x&given=y: folded text, starts-with
+    # Patient?family=x&given=y: folded text, starts-with
     "name": (
+        "Patient",
         "rid IN (SELECT rid FROM fhir_search_value WHERE resource_type = 'Patient' "
         "AND param = 'family' AND text LIKE %(family)s) "
         "AND rid IN (SELECT rid FROM fhir_search_value WHERE resource_type = 'Patient' "
-        "AND param = 'given' AND text LIKE %(given)s)"
+        "AND param = 'given' AND text LIKE %(given)s)",
     ),
-    # birthdate=YYYY-MM-DD: the stored range within that day
+    # Patient?birthdate=YYYY-MM-DD: the stored range within that day
     "birthdate": (
+        "Patient",
         "rid IN (SELECT rid FROM fhir_search_value WHERE resource_type = 'Patient' "
-        "AND param = 'birthdate' AND start >= %(start)s AND \"end\" <= %(end)s)"
+        "AND param = 'birthdate' AND start >= %(start)s AND \"end\" <= %(end)s)",
+    ),
+    # Encounter?patient=<id>&date=ge<d1>&date=le<d2>, as the user sees them (their facility's
+    # and the shared ones). [ge_low, ge_high) and [le_low, le_high) are the two days: a
+    # period ending after d1 (or within it), and one starting before d2 (or within it).
+    "encounter": (
+        "Encounter",
+        "(facility_id IS NULL OR facility_id = %(facility)s) "
+        "AND rid IN (SELECT rid FROM fhir_search_value WHERE resource_type = 'Encounter' "
+        "AND param = 'patient' AND reference = %(patient)s) "
+        "AND rid IN (SELECT rid FROM fhir_search_value WHERE resource_type = 'Encounter' "
+        "AND param = 'date' AND (\"end\" > %(ge_high)s OR (start >= %(ge_low)s "
+        'AND start < %(ge_high)s AND "end" <= %(ge_high)s))) '
+        "AND rid IN (SELECT rid FROM fhir_search_value WHERE resource_type = 'Encounter' "
+        "AND param = 'date' AND (start < %(le_low)s OR (start >= %(le_low)s "
+        'AND start < %(le_high)s AND "end" <= %(le_high)s)))',
     ),
 }
 
 
-_HEAD = "SELECT content FROM fhir_resource WHERE resource_type = 'Patient' AND NOT deleted AND "
+_HEAD = "SELECT content FROM fhir_resource WHERE NOT deleted AND resource_type = "
 _TAIL = f" ORDER BY rid LIMIT {_PAGE}"
-_STATEMENTS = {kind: _HEAD + where + _TAIL for kind, where in _SEARCH.items()}
+_STATEMENTS = {
+    kind: _HEAD + f"'{resource_type}' AND " + where + _TAIL
+    for kind, (resource_type, where) in _SEARCH.items()
+}
 
 
 def _connection() -> psycopg.Connection:
