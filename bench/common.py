@@ -142,3 +142,23 @@ def spread(values: list[float], digits: int = 3) -> dict:
         "max": round(max(values), digits),
         "runs": [round(v, digits) for v in values],
     }
+
+
+def province_meta(url: str) -> dict | None:
+    """The ``bench_province`` row of the PostgreSQL bench database at ``url`` (SQLAlchemy or
+    libpq URL), or None when there is no such database or table."""
+    import psycopg
+
+    libpq = _libpq(make_url(url))
+    try:
+        with psycopg.connect(libpq, connect_timeout=10) as conn:
+            row = conn.execute(f"SELECT meta FROM {META_TABLE}").fetchone()  # noqa: S608
+    except psycopg.Error:
+        return None
+    return json.loads(row[0]) if row and row[0] else None
+
+
+def reusable_province(meta: dict | None, patients: int) -> bool:
+    """A province ``province.py`` loaded with ``patients`` patients and their year of care
+    (visits), so a bench run may use it again instead of loading it anew."""
+    return bool(meta) and meta.get("patients") == patients and "visit" in meta.get("rows", {})

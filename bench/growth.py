@@ -8,7 +8,8 @@ p95 grows with the size of the index (issue 8: it should stay nearly flat).
 For each size N, on the PostgreSQL server given (``--database-url``, default the local one):
 
 1. the province ``his_bench_<N>`` made by ``province.py --patients N`` (with ``--reuse``, an
-   existing one is kept when its ``bench_province`` table says it holds N patients);
+   existing one is kept when its ``bench_province`` table says it holds N patients and their
+   visits);
 2. ``search.py`` on it: patient search through the app's path (what the REST API runs) beside
    the same SQL run raw, ``--runs`` runs of ``--search-samples`` per kind and path;
 3. ``fhir_api.py`` on it: FHIR ``Patient?family=&given=`` (``search_name``) and, when the
@@ -39,7 +40,14 @@ import time
 from pathlib import Path
 
 import psycopg
-from common import DB_PREFIX, META_TABLE, RESULTS_DIR, log, write_json
+from common import (
+    DB_PREFIX,
+    RESULTS_DIR,
+    log,
+    province_meta,
+    reusable_province,
+    write_json,
+)
 from sqlalchemy.engine import make_url
 from suite import fhir_figure
 
@@ -64,16 +72,6 @@ def _url(server: str, database: str) -> str:
 
 def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def province_meta(url: str) -> dict | None:
-    """The ``bench_province`` row of a bench database, or None (no such database or table)."""
-    try:
-        with psycopg.connect(_libpq(url), connect_timeout=10) as conn:
-            row = conn.execute(f"SELECT meta FROM {META_TABLE}").fetchone()  # noqa: S608
-    except psycopg.Error:
-        return None
-    return json.loads(row[0]) if row and row[0] else None
 
 
 def patients_in_table(url: str) -> int:
@@ -112,7 +110,7 @@ def measure(n: int, args: argparse.Namespace) -> dict:
     STEP_DIR.mkdir(parents=True, exist_ok=True)
 
     meta = province_meta(url) if args.reuse else None
-    if meta and meta.get("patients") == n:
+    if reusable_province(meta, n):
         log(f"{n:,}: reusing {entry['database']} (loaded {meta.get('loaded_at', '?')})")
         entry["province"] = {"reused": True, "loaded_at": meta.get("loaded_at")}
     else:
@@ -158,6 +156,8 @@ def measure(n: int, args: argparse.Namespace) -> dict:
                 "fhir_api.py",
                 *("--database-url", url, "--patients", str(n)),
                 *("--seconds", str(args.fhir_seconds), "--rounds", runs),
+                *("--kinds", "search_name,search_encounter"),
+                *("--encounters", args.fhir_encounters),
             )
             written = _newest_fhir(started)
             if written is None:
@@ -483,6 +483,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--search-kinds", default=SEARCH_KINDS)
     parser.add_argument("--search-samples", type=int, default=100, help="per kind, path, run")
     parser.add_argument("--fhir-seconds", type=float, default=4.0, help="per round and server")
+    parser.add_argument(
+        "--fhir-encounters",
+        default="all",
+        help="fhir_api.py --encounters: all (default; every visit and examination projected, "
+        "so the Encounter index has its real size; at 1,000,000 patients that is ~6,000,000 "
+        "resources, once), auto, sample or none",
+    )
     parser.add_argument("--registration-seconds", type=float, default=5.0, help="per round")
     parser.add_argument(
         "--skip", default="", help="comma-separated steps to leave out: search,fhir,registration"
@@ -522,6 +529,7 @@ def main(argv: list[str] | None = None) -> None:
             "search_kinds": args.search_kinds,
             "search_samples": args.search_samples,
             "fhir_seconds": args.fhir_seconds,
+            "fhir_encounters": args.fhir_encounters,
             "registration_seconds": args.registration_seconds,
             "value": "median of the runs; min, max and runs beside it",
         },

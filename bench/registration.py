@@ -7,7 +7,9 @@ hello-JSON on the same gunicorn settings, and the peak RSS of each web worker un
 
 The database is a scratch one (``bench/.data/his_bench_registration.sqlite`` or
 ``his_bench_registration`` on the server), migrated and given the demo province, dropped at
-the end unless ``--keep``. Two servers run with the same gunicorn settings (2 workers,
+the end unless ``--keep``; or, with ``--existing-database-url``, a bench database that has the
+demo province already (a ``province.py`` province), used as it is and kept, the registered
+patients added to it. Two servers run with the same gunicorn settings (2 workers,
 gthread, 2 threads): the HIS (``his:create_app()``) and ``bench/hello_wsgi.py``. The same 8
 client threads (keep-alive HTTP/1.1) drive each for ``--seconds``, in alternating rounds:
 
@@ -19,7 +21,8 @@ client threads (keep-alive HTTP/1.1) drive each for ``--seconds``, in alternatin
 
 The ratio is registrations per second over hello requests per second (target ≥ 0.25). While
 the HIS is loaded, each worker's resident memory (``VmRSS`` of the master's children) is
-sampled every 0.2 s; the peak per worker is reported (target ≤ 200 MB).
+sampled every 0.2 s; the peak per worker is reported (target ≤ 200 MB). After an untimed
+warm-up, ``--rounds`` rounds: the median round is reported with min, max and every round.
 Results: ``bench/results/registration-<backend>.json``.
 """
 

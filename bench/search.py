@@ -17,6 +17,10 @@ alternating which goes first:
   string, executed one after the other through the DBAPI cursor (psycopg / sqlite3), each
   with ``fetchall()``, parsed and planned by the database every time.
 
+The timing is done in ``--runs`` runs (3), each sampling every kind afresh and giving its
+own p95; the JSON pools every run's samples per kind and reports the median of the runs' p95s
+with min, max and each run (``overall_runs``, ``kinds_runs``).
+
 Both paths open a transaction for the search (inside the timing) and roll it back
 (outside). ``raw`` is the floor: what the database itself needs for this SQL, plus a round
 trip per statement. The ratio app/raw is therefore the cost of the ORM path, and the raw

@@ -39,7 +39,15 @@ import sys
 import time
 from pathlib import Path
 
-from common import DB_PREFIX, RESULTS_DIR, log, spread, write_json
+from common import (
+    DB_PREFIX,
+    RESULTS_DIR,
+    log,
+    province_meta,
+    reusable_province,
+    spread,
+    write_json,
+)
 
 BENCH = Path(__file__).resolve().parent
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -53,9 +61,11 @@ QUICK = {
     "registration_seconds": 3.0,
     "registration_warmup": 2.0,
     "fhir_seconds": 3.0,
+    "encounters": "all",  # which Encounters fhir_api.py projects first
     "resources": 50_000,
     "messages": 60,  # per lane and run, after 10 warm-up messages
     "message_warmup": 10,
+    "floor_seconds": 1.0,  # hl7_ingest.py's commit floor, before and after (not a case)
 }
 FULL = {
     "patients": 1_000_000,
@@ -64,9 +74,11 @@ FULL = {
     "registration_seconds": 10.0,
     "registration_warmup": 3.0,
     "fhir_seconds": 8.0,
+    "encounters": "all",
     "resources": 1_000_000,
     "messages": 500,
     "message_warmup": 20,
+    "floor_seconds": 2.0,
 }
 
 
@@ -174,7 +186,20 @@ def run(args: argparse.Namespace, p: dict) -> dict:
     runs = str(p["runs"])
     steps: dict[str, float] = {}
 
-    _run(steps, "province.py", "--database-url", server, "--patients", str(n))
+    meta = province_meta(province) if args.reuse else None
+    reused = reusable_province(meta, n)
+    if reused:
+        log(f"reusing {DB_PREFIX}{n} (loaded {meta.get('loaded_at')}; --reuse)")
+    else:
+        _run(steps, "province.py", "--database-url", server, "--patients", str(n))
+        meta = province_meta(province) or {}
+    province_info = {
+        "database": f"{DB_PREFIX}{n}",
+        "reused": reused,
+        "loaded_at": meta.get("loaded_at"),
+        "load_total_s": (meta.get("timings") or {}).get("total_s"),
+        "rows": meta.get("rows"),
+    }
     _run(
         steps,
         "search.py",
@@ -197,6 +222,8 @@ def run(args: argparse.Namespace, p: dict) -> dict:
         "fhir_api.py",
         *("--database-url", province, "--patients", str(n)),
         *("--seconds", str(p["fhir_seconds"]), "--rounds", runs),
+        # the kinds the cases read (fhir_api.py alone also measures identifier, birthdate)
+        *("--kinds", "read,search_name,search_encounter", "--encounters", p["encounters"]),
     )
     _run(
         steps,
@@ -208,6 +235,7 @@ def run(args: argparse.Namespace, p: dict) -> dict:
         "hl7_ingest.py",
         *("--database-url", server, "--messages", str(p["messages"])),
         *("--warmup", str(p["message_warmup"]), "--runs", runs),
+        *("--floor-seconds", str(p["floor_seconds"])),
         *("--connections", "1", "8", "--profile-messages", "0", "--no-store-only"),
     )
 
@@ -308,6 +336,7 @@ def run(args: argparse.Namespace, p: dict) -> dict:
             "python": sys.version.split()[0],
         },
         "patients": n,
+        "province": province_info,
         "when": dt.datetime.fromtimestamp(wall_started, dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - started),
         "steps": steps,
@@ -331,9 +360,15 @@ def _num(x) -> str:
 
 def markdown(result: dict) -> str:
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in result.get("steps", {}).items())
+    province = result.get("province") or {}
+    loaded = (
+        f"the province of {province.get('loaded_at')} reused"
+        if province.get("reused")
+        else "the province loaded in this run"
+    )
     lines = [
         f"Bench suite, {result['patients']:,} patients, {result['when']} "
-        f"({result['seconds']} s, {result['machine']['cpus']} CPUs; {steps})",
+        f"({result['seconds']} s, {result['machine']['cpus']} CPUs; {steps}; {loaded})",
         "",
         f"Each figure: the median of {result['method']['runs']} runs after a warm-up, with the "
         "smallest and largest run.",
@@ -361,6 +396,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default=os.environ.get("HIS_BENCH_POSTGRES_URL", PG))
     parser.add_argument("--quick", action="store_true", help="50,000 patients, short runs")
     parser.add_argument("--runs", type=int, help="timed runs per figure (default 3)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help=f"keep an existing {DB_PREFIX}<N> that holds the province (its FHIR projection and "
+        "the patients registered by earlier runs included) instead of loading it again",
+    )
     args = parser.parse_args(argv)
     p = dict(QUICK if args.quick else FULL)
     if args.runs:
