@@ -128,6 +128,7 @@ class _Lookups:
     def __init__(self, session):
         self.session = session  # a real Session, for the few look-ups cached here
         self.diagnoses: list = []  # the current examination's, as the mapper selects them
+        self.units: _UnitNames | None = None
         self._got: dict = {}
 
     def get(self, model, ident):
@@ -159,6 +160,36 @@ def _cached(function, session):
         return found[key]
 
     return lookup
+
+
+class _UnitNames:
+    """``admin_units.unit_name`` for a batch of patients at a time: the names of the
+    communes and provinces a batch mentions are read with the query ``unit_name`` itself
+    runs (``admin_units._units``), one per level instead of one per code."""
+
+    LEVELS = (("commune", "commune_code"), ("province", "province_code"))
+
+    def __init__(self, session):
+        import his.services.admin_units as admin_units
+
+        self.session = session
+        self.original = admin_units.unit_name
+        self.units = admin_units._units  # the query unit_name runs, for many codes
+        self.names: dict[tuple[str, str], str | None] = {}
+
+    def prefetch(self, rows: list[dict]) -> None:
+        for level, column in self.LEVELS:
+            codes = sorted({r[column] for r in rows if r[column]} - {c for _l, c in self.names})
+            if codes:
+                found = self.units(self.session, level, codes)
+                for code in codes:
+                    unit = found.get(code)
+                    self.names[(level, code)] = unit.name if unit else None
+
+    def __call__(self, _session, level: str, code: str) -> str | None:
+        if (level, code) not in self.names:
+            self.names[(level, code)] = self.original(self.session, level, code)
+        return self.names[(level, code)]
 
 
 def _memoised(function, limit: int = 200_000):
@@ -338,6 +369,7 @@ def _patients(reader, lookups, batch: int):
         "WHERE r.resource_type = 'Patient' AND r.resource_id = p.id::text) ORDER BY p.id"
     )
     for rows in _stream(reader, query, {}, batch):
+        lookups.units.prefetch(rows)
         identifiers: dict[int, list] = {}
         with reader.cursor() as cur:
             cur.execute(
@@ -431,8 +463,9 @@ def _bulk_lookups(session):
     import his.fhirapi.searchparams as searchparams
     import his.services.admin_units as admin_units
 
+    units = _UnitNames(session)
     replaced = [
-        (admin_units, "unit_name", lambda f: _cached(f, session)),
+        (admin_units, "unit_name", lambda _f: units),
         (encounter_mapper, "clinician_ref", lambda f: _cached(f, session)),
         (searchparams, "fold_vi", _memoised),
         (patient_mapper, "drop_empty", lambda _f: _drop_empty),
@@ -442,7 +475,9 @@ def _bulk_lookups(session):
     try:
         for (module, name, make), (_m, _n, original) in zip(replaced, originals, strict=True):
             setattr(module, name, make(original))
-        yield _Lookups(session)
+        lookups = _Lookups(session)
+        lookups.units = units
+        yield lookups
     finally:
         for module, name, original in originals:
             setattr(module, name, original)
