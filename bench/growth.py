@@ -485,10 +485,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fhir-seconds", type=float, default=4.0, help="per round and server")
     parser.add_argument(
         "--fhir-encounters",
-        default="all",
-        help="fhir_api.py --encounters: all (default; every visit and examination projected, "
-        "so the Encounter index has its real size; at 1,000,000 patients that is ~6,000,000 "
-        "resources, once), auto, sample or none",
+        default="auto",
+        help="fhir_api.py --encounters: auto (default: every visit and examination projected up "
+        "to 1,000,000 records, so the Encounter index has its real size at 10,000 and 100,000; "
+        "above that only the sampled patients', since 3,000,000 would take ~25 min), all, "
+        "sample or none",
     )
     parser.add_argument("--registration-seconds", type=float, default=5.0, help="per round")
     parser.add_argument(

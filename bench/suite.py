@@ -74,7 +74,9 @@ FULL = {
     "registration_seconds": 10.0,
     "registration_warmup": 3.0,
     "fhir_seconds": 8.0,
-    "encounters": "all",
+    # 3,000,000 Encounters would take ~25 min to project: those of the sampled patients only
+    # (fhir_api.py --encounters auto), as bench/growth.py does at this size.
+    "encounters": "auto",
     "resources": 1_000_000,
     "messages": 500,
     "message_warmup": 20,

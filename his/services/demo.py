@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -98,6 +99,17 @@ def _bhyt(rng: random.Random, groups: list[list], taken: set[str]) -> str:
             return number
 
 
+def card_groups(groups: dict, age: int, draw: Callable[[], float]) -> list:
+    """The BHYT groups (code, benefit level) a person of this age is drawn from: children
+    under 6 and people over 60 by age, 15 % of the others poor households, the rest
+    workers. ``draw`` is called only for those between."""
+    if age < 6:
+        return groups["child"]
+    if age >= 60:
+        return groups["elderly"]
+    return groups["poor"] if draw() < 0.15 else groups["working"]
+
+
 def generate_patients(today: dt.date, count: int = PATIENT_COUNT) -> list[DemoPatient]:
     """The same patients for the same day and count: a seeded generator, no Faker (its
     vi_VN names put the given name first and add honorifics)."""
@@ -123,16 +135,7 @@ def generate_patients(today: dt.date, count: int = PATIENT_COUNT) -> list[DemoPa
             # Many elderly people know only the year (or year and month) of their birth.
             day = None
             month = month if rng.random() < 0.3 else None
-        groups = data["bhyt_groups"]
-        group = (
-            groups["child"]
-            if age < 6
-            else groups["elderly"]
-            if age >= 60
-            else groups["poor"]
-            if rng.random() < 0.15
-            else groups["working"]
-        )
+        group = card_groups(data["bhyt_groups"], age, rng.random)
         # Children under 14 have a personal ID number from birth registration, but most
         # young children here are registered by their BHYT card only.
         cccd = None if age < 6 and rng.random() < 0.5 else _cccd(rng, data, sex, year, cccds)

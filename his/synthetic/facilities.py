@@ -121,6 +121,47 @@ def _staff_name(rng: random.Random, names: dict) -> str:
     return f"{family} {rng.choice(names[f'middle_{sex}'])} {rng.choice(names[f'given_{sex}'])}"
 
 
+# Departments and rooms (code, name, [(room code, room name)]) of the facilities added.
+CENTRE_DEPARTMENTS = (
+    ("K01", "Khoa Khám bệnh", (("P01", "Phòng khám 1"), ("P02", "Phòng khám 2"))),
+    ("K43", "Khoa Dược", (("D01", "Quầy thuốc"),)),
+)
+STATION_DEPARTMENTS = (("K01", "Khám bệnh", (("P01", "Phòng khám chung"), ("D01", "Quầy thuốc"))),)
+
+
+def _facility(
+    session: Session,
+    by_code: dict[str, Facility],
+    *,
+    code: str,
+    name: str,
+    care_level: CareLevel,
+    legacy_tier: LegacyTier,
+    parent_id: int | None,
+    commune: str,
+    departments: tuple,
+) -> Facility:
+    """The facility with this code, added with its departments and rooms if missing."""
+    facility = by_code.get(code)
+    if facility is None:
+        facility = Facility(
+            code=code,
+            name=name,
+            care_level=care_level,
+            legacy_tier=legacy_tier,
+            parent_id=parent_id,
+            province_code=HOME_PROVINCE,
+            commune_code=commune,
+            departments=[
+                Department(code=dept, name=title, rooms=[Room(code=c, name=n) for c, n in rooms])
+                for dept, title, rooms in departments
+            ],
+        )
+        session.add(facility)
+        by_code[code] = facility
+    return facility
+
+
 def add_facilities(
     session: Session, *, seed: int, catalogs_from: dt.date, station_drugs: frozenset[str]
 ) -> FacilityPlan:
@@ -145,30 +186,17 @@ def add_facilities(
         seat = next((c for c in members if commune_names[c].startswith("Phường")), members[0])
         code = f"{HOME_PROVINCE}{next_centre:03d}"
         next_centre += 1
-        centre = by_code.get(code) or Facility(
+        centre = _facility(
+            session,
+            by_code,
             code=code,
             name=f"Trung tâm Y tế khu vực {commune_names[seat].split(' ', 1)[1]}",
             care_level=CareLevel.BASIC,
             legacy_tier=LegacyTier.DISTRICT,
-            province_code=HOME_PROVINCE,
-            commune_code=seat,
+            parent_id=None,
+            commune=seat,
+            departments=CENTRE_DEPARTMENTS,
         )
-        if centre.id is None:
-            centre.departments = [
-                Department(
-                    code="K01",
-                    name="Khoa Khám bệnh",
-                    rooms=[
-                        Room(code="P01", name="Phòng khám 1"),
-                        Room(code="P02", name="Phòng khám 2"),
-                    ],
-                ),
-                Department(
-                    code="K43", name="Khoa Dược", rooms=[Room(code="D01", name="Quầy thuốc")]
-                ),
-            ]
-            session.add(centre)
-            by_code[code] = centre
         centre_of_district[district] = centre
     session.flush()
 
@@ -183,28 +211,17 @@ def add_facilities(
             continue
         code = f"{HOME_PROVINCE}{next_station:03d}"
         next_station += 1
-        station = by_code.get(code) or Facility(
+        _facility(
+            session,
+            by_code,
             code=code,
             name=f"Trạm Y tế {_lower_first(commune_names[commune])}",
             care_level=CareLevel.PRIMARY,
             legacy_tier=LegacyTier.COMMUNE,
             parent_id=centre_of_district[districts[commune]].id,
-            province_code=HOME_PROVINCE,
-            commune_code=commune,
+            commune=commune,
+            departments=STATION_DEPARTMENTS,
         )
-        if station.id is None:
-            station.departments = [
-                Department(
-                    code="K01",
-                    name="Khám bệnh",
-                    rooms=[
-                        Room(code="P01", name="Phòng khám chung"),
-                        Room(code="D01", name="Quầy thuốc"),
-                    ],
-                )
-            ]
-            session.add(station)
-            by_code[code] = station
         station_of_commune[commune] = code
     session.flush()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from his.identifiers import cccd_province_codes
-from his.services.demo import demo_data
+from his.services.demo import card_groups, demo_data
 from his.synthetic.facilities import FacilityPlan, read_csv
 from his.text import fold_vi
 
@@ -316,16 +316,7 @@ class PeopleGenerator:
             out.identifiers.append((ident, pid, "mrn", "", mrn))
             ident += 1
             if rand() < INSURED_SHARE:
-                groups = self.groups
-                group_list = (
-                    groups["child"]
-                    if age < 6
-                    else groups["elderly"]
-                    if age >= 60
-                    else groups["poor"]
-                    if rand() < 0.15
-                    else groups["working"]
-                )
+                group_list = card_groups(self.groups, age, rand)
                 group, level = group_list[int(rand() * len(group_list))]
                 issuing = province
                 number = self.insurance_number(old[0] if old is not None else province)

@@ -16,17 +16,21 @@ from billing.models import Bill, Charge, Payment
 from his import migrate
 from his.cli import main
 from his.db import Database
+from his.identifiers import parse_bhyt_card, parse_cccd
 from his.localtime import local_date, local_today
 from his.models import (
     Counter,
     Diagnosis,
     Encounter,
     Facility,
+    IdentifierType,
     Patient,
     Prescription,
     PrescriptionItem,
     Visit,
 )
+from his.person_name import normalise_full_name
+from his.phone import normalise_phone
 from his.services import encounters, prescriptions
 from his.services.demo import count_demo_mrns
 from his.synthetic.care import STATION_FORMULARY
@@ -228,3 +232,26 @@ def test_a_second_province_is_refused_clearly(province):
     assert result.exit_code != 0
     assert f"already holds a synthetic province of {SIZE} patients" in result.output
     assert counts() == before
+
+
+def test_patients_pass_the_apps_own_validators(province):
+    """Names, CCCD (year and sex), BHYT cards and phones as reception would accept them."""
+    db, _env, _output = province
+    with db.session(write=False) as session:
+        patients = session.scalars(
+            select(Patient).where(Patient.id.in_(SYNTHETIC)).order_by(Patient.id)
+        ).all()
+        assert len(patients) == SIZE
+        for patient in patients:
+            assert normalise_full_name(patient.full_name) == patient.full_name
+            assert patient.full_name == " ".join(
+                (patient.family_name, patient.middle_name, patient.given_name)
+            )
+            for identifier in patient.identifiers:
+                if identifier.type == IdentifierType.CCCD:
+                    parse_cccd(identifier.value, birth_year=patient.birth_year, sex=patient.sex)
+            if patient.phone:
+                assert normalise_phone(patient.phone) == patient.phone
+            if patient.coverage is not None:
+                card = parse_bhyt_card(patient.coverage.card_number)
+                assert card.benefit_level == patient.coverage.benefit_level
