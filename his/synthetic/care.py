@@ -157,6 +157,19 @@ TABLES = (
 
 
 @dataclass
+class OpenBill:
+    """A visit's bill while its charges are added: the rows and the engine's lines."""
+
+    visit_id: int
+    bill_id: int
+    bhyt: bool
+    department_code: str
+    licence: str
+    charges: list[tuple] = field(default_factory=list)
+    lines: list[copay.Line] = field(default_factory=list)
+
+
+@dataclass
 class CareBatch:
     rows: dict[str, list[tuple]] = field(default_factory=lambda: {t: [] for t, _ in TABLES})
 
@@ -393,8 +406,8 @@ class CareGenerator:
 
         # Charges: the examination fee, then the drugs prescribed (dispensed the same day).
         bill_id = self._next("bill")
-        charges: list[tuple] = []
-        lines: list[copay.Line] = []
+        bill = OpenBill(visit_id, bill_id, bhyt, department_code, licence)
+        charges, lines = bill.charges, bill.lines
         exam = place.exam_service
         if exam is not None:
             code, name, bhyt_price, service_price = exam
@@ -411,30 +424,19 @@ class CareGenerator:
             lines.append(copay.Line(str(charge_id), Decimal(1), price, bhyt_price, bhyt, day))
         if rand() < PRESCRIBED_SHARE and main in DRUGS_FOR:
             self._prescription(
-                person, place, day, finished, encounter_id, doctor_id, main, chronic, out,
-                (visit_id, bill_id, bhyt, department_code, licence, charges, lines),
+                person, place, day, finished, encounter_id, doctor_id, main, chronic, out, bill
             )  # fmt: skip
-        out.rows["charge"].extend(charges)
-        self._bill(
-            person,
-            place,
-            day,
-            finished,
-            visit_id,
-            bill_id,
-            bhyt,
-            referred,
-            emergency,
-            charges,
-            lines,
-            out,
-        )
+        out.rows["charge"].extend(bill.charges)
+        self._bill(person, place, day, finished, bill, referred, emergency, out)
         return opened
 
     def _prescription(
-        self, person, place, day, signed, encounter_id, doctor_id, main, chronic, out, billing
+        self, person, place, day, signed, encounter_id, doctor_id, main, chronic, out, bill
     ):
-        visit_id, bill_id, bhyt, department_code, licence, charges, lines = billing
+        visit_id, bill_id, bhyt = bill.visit_id, bill.bill_id, bill.bhyt
+        department_code, licence, charges, lines = (
+            bill.department_code, bill.licence, bill.charges, bill.lines
+        )  # fmt: skip
         rand = self.rng.random
         choices = [ingredient for ingredient in DRUGS_FOR[main] if ingredient in place.drugs]
         if not choices:
@@ -506,21 +508,10 @@ class CareGenerator:
             )
         )  # fmt: skip
 
-    def _bill(
-        self,
-        person,
-        place,
-        day,
-        paid_at,
-        visit_id,
-        bill_id,
-        bhyt,
-        referred,
-        emergency,
-        charges,
-        lines,
-        out,
-    ):
+    def _bill(self, person, place, day, paid_at, bill, referred, emergency, out):
+        visit_id, bill_id, bhyt, charges, lines = (
+            bill.visit_id, bill.bill_id, bill.bhyt, bill.charges, bill.lines
+        )  # fmt: skip
         card = None
         if bhyt:
             card = copay.Card(
