@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from billing import copay
 from billing.params import params_on
+from his.localtime import local_day_bounds
 from his.models import Disposition, Icd10Code, PrescriptionType, TreatmentCourse
 from his.partial_date import PartialDate
 from his.services import encounters as encounter_records
@@ -37,7 +38,6 @@ from his.synthetic.facilities import FacilityPlan, Place
 from his.synthetic.people import Cumulative, Person
 
 VISITS_PER_PATIENT = 3.0  # a province of 1,000,000 sees about 3,000,000 visits a year
-LOCAL = dt.timezone(dt.timedelta(hours=7))
 # Where a patient of the province goes: the commune's station, the regional centre, the
 # provincial hospital (people from elsewhere go to the hospital or a centre).
 GOES_TO = (("station", 0.50), ("centre", 0.27), ("hospital", 0.23))
@@ -232,11 +232,8 @@ class CareGenerator:
             self.params[d] = tables.setdefault(key, copay.read_params(values))
         # Bills of the same shape split the same way (the engine is a pure function).
         self.splits: dict[tuple, copay.BillSplit] = {}
-        # Local midnight of each day, in UTC (Vietnam keeps UTC+7 all year).
-        self.midnight = {
-            d: dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC) - LOCAL.utcoffset(None)
-            for d in self.days
-        }
+        # Local midnight of each day, in UTC.
+        self.midnight = {d: local_day_bounds(d)[0].astimezone(dt.UTC) for d in self.days}
         limits = prescription_rules.limits()
         self.valid_days = limits["valid_days"]
         self.child_months = limits["child_months"]

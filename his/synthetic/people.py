@@ -112,7 +112,6 @@ class PeopleGenerator:
     ):
         self.rng = random.Random(seed)  # noqa: S311 (reproducible synthetic data)
         self.as_of = as_of
-        self.as_of_midnight = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
         self.as_of_ordinal = as_of.toordinal()
         data = demo_data()
         names = data["names"]
