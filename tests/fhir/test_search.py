@@ -178,7 +178,9 @@ def test_id_last_updated_and_reference_with_chaining(search, people, db_session)
     assert ids(search(f"Patient?_id={people['an']},{people['binh']}&_sort=_id")) == sorted(
         [people["an"], people["binh"]]
     )
-    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%d")
+    # Two days ahead: a date without a zone is a Vietnamese day (UTC+7), so from 17:00 UTC
+    # "tomorrow in UTC" has already begun there and would not be in the future.
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y-%m-%d")
     assert ids(search(f"Patient?_lastUpdated=gt{future}")) == []
     recent = search(f"Patient?_lastUpdated=lt{future}&_id={people['an']}")
     assert ids(recent) == [people["an"]]
