@@ -24,12 +24,13 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from his.db import Database
-from his.models import Counter, Patient
+from his.models import Counter
 from his.services import counters
+from his.services.demo import count_demo_mrns
 from his.services.patients import MRN_COUNTER
 from his.synthetic.care import STATION_FORMULARY, VISITS_PER_PATIENT, CareBatch, CareGenerator
 from his.synthetic.care import TABLES as CARE_TABLES
@@ -87,30 +88,27 @@ def _existing(db: Database) -> tuple[set[str], set[str], dict[str, int], int]:
             table: (conn.exec_driver_sql(f"SELECT max(id) FROM {table}").scalar() or 0) + 1  # noqa: S608
             for table in LOADED
         }
-        last_mrn = session.scalar(select(func.max(Patient.mrn)).where(Patient.mrn.like("BN%")))
-    return taken_cccd, taken_insurance, next_ids, int(last_mrn[2:]) + 1 if last_mrn else 1
+        next_mrn = count_demo_mrns(session) + 1
+    return taken_cccd, taken_insurance, next_ids, next_mrn
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _pg_schema(cur) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """Definitions of the loaded tables' secondary indexes, and of their unique and
+def _pg_schema(cur) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """The loaded tables' secondary indexes (name, definition), and their unique and
     foreign-key constraints (table, name, definition), unique ones first."""
-    indexes = [
-        row[0]
-        for row in cur.execute(
-            """
-            SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
-            JOIN pg_class t ON t.oid = i.indrelid
-            JOIN pg_class x ON x.oid = i.indexrelid
-            WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY(%s)
-              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-            ORDER BY t.relname, x.relname
-            """,
-            [list(LOADED)],
-        )
-    ]
+    indexes = cur.execute(
+        """
+        SELECT x.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i
+        JOIN pg_class t ON t.oid = i.indrelid
+        JOIN pg_class x ON x.oid = i.indexrelid
+        WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY(%s)
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+        ORDER BY t.relname, x.relname
+        """,
+        [list(LOADED)],
+    ).fetchall()
     constraints = cur.execute(
         """
         SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
@@ -124,11 +122,7 @@ def _pg_schema(cur) -> tuple[list[str], list[tuple[str, str, str]]]:
     return indexes, constraints
 
 
-def _pg_index_name(definition: str) -> str:
-    return definition.split(" INDEX ", 1)[1].split(" ON ", 1)[0]
-
-
-def _load_postgresql(db: Database, batches, timings: dict[str, float], lap) -> None:
+def _load_postgresql(db: Database, batches, lap) -> None:
     raw = db.engine.raw_connection()
     try:
         conn = raw.driver_connection
@@ -138,8 +132,8 @@ def _load_postgresql(db: Database, batches, timings: dict[str, float], lap) -> N
         indexes, constraints = _pg_schema(cur)
         for table, name, _definition in reversed(constraints):  # foreign keys first
             cur.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-        for definition in indexes:
-            cur.execute(f'DROP INDEX "{_pg_index_name(definition)}"')
+        for name, _definition in indexes:
+            cur.execute(f'DROP INDEX "{name}"')
         conn.commit()
         lap("drop_indexes_s")
         for rows in batches():
@@ -149,7 +143,7 @@ def _load_postgresql(db: Database, batches, timings: dict[str, float], lap) -> N
                         copy.write_row(row)
             conn.commit()
         lap("load_rows_s")
-        for definition in indexes:
+        for _name, definition in indexes:
             cur.execute(definition)
             conn.commit()
         lap("create_indexes_s")
@@ -185,7 +179,7 @@ def _sqlite_text(value: Any) -> Any:
     return value
 
 
-def _load_sqlite(db: Database, batches, timings: dict[str, float], lap) -> None:
+def _load_sqlite(db: Database, batches, lap) -> None:
     raw = db.engine.raw_connection()
     try:
         conn = raw.driver_connection
@@ -365,7 +359,7 @@ def load_province(
 
     loader = _load_postgresql if db.engine.dialect.name == "postgresql" else _load_sqlite
     try:
-        loader(db, batches, timings, lap)
+        loader(db, batches, lap)
     finally:
         child.join(timeout=10)
         if child.is_alive():
