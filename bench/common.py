@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,3 +164,15 @@ def reusable_province(meta: dict | None, patients: int) -> bool:
     """A province ``province.py`` loaded with ``patients`` patients and their year of care
     (visits), so a bench run may use it again instead of loading it anew."""
     return bool(meta) and meta.get("patients") == patients and "visit" in meta.get("rows", {})
+
+
+def run_clients(run: Callable[[int], None], clients: int) -> float:
+    """``run(n)`` in ``clients`` threads at once (the load generator's clients); returns the
+    wall-clock seconds until the last one finished."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started

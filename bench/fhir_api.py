@@ -47,7 +47,7 @@ from types import SimpleNamespace
 from urllib.parse import quote, urlencode
 
 import psycopg
-from common import RESULTS_DIR, log, resolve, write_json
+from common import RESULTS_DIR, log, resolve, run_clients, write_json
 from sqlalchemy import func, select
 
 from his.db import Database
@@ -717,13 +717,7 @@ def drive(port: int, paths: list[str], headers: dict[str, str], seconds: float, 
                 return
         conn.close()
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    wall = run_clients(run, clients)
     if errors:
         raise SystemExit(f"requests failed: {errors[:3]}")
     return [ms for per in latencies for ms in per], wall

@@ -39,7 +39,17 @@ import threading
 import time
 from pathlib import Path
 
-from common import DATA_DIR, DB_PREFIX, RESULTS_DIR, Target, log, resolve, spread, write_json
+from common import (
+    DATA_DIR,
+    DB_PREFIX,
+    RESULTS_DIR,
+    Target,
+    log,
+    resolve,
+    run_clients,
+    spread,
+    write_json,
+)
 from fhir_api import free_port, gunicorn, percentile
 from province import create_database, drop_database
 from sqlalchemy import func, select
@@ -186,15 +196,10 @@ def register_load(port, token, room_id, people, seconds, clients):
             mine.append((time.perf_counter() - t0) * 1000)
         conn.close()
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wall = run_clients(run, clients)
     if errors:
         raise SystemExit(f"registration failed: {errors[:2]}")
-    return [ms for per in latencies for ms in per], time.perf_counter() - started
+    return [ms for per in latencies for ms in per], wall
 
 
 def hello_load(port, seconds, clients):
