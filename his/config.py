@@ -86,6 +86,18 @@ class Settings:
     instance_dir: Path = PROJECT_ROOT / "instance"
     cookie_secure: bool = True
     token_ttl_minutes: int = 8 * 60
+    # Web sessions end after this long without a request, and this long after login
+    # whatever the activity; admin actions need the password again after reauth_minutes.
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
+    reauth_minutes: int = 15
+    # Passwords set through `his user create`, and the per-account lockout: after
+    # lock_after consecutive failures the account is locked for lock_minutes, doubled at
+    # each further lock, at most lock_max_minutes.
+    password_min_length: int = 12
+    lock_after: int = 5
+    lock_minutes: int = 1
+    lock_max_minutes: int = 60
     login_rate_limit: str = "5 per minute"
     ratelimit_storage_url: str = "memory://"
     log_format: str = "json"
@@ -173,6 +185,29 @@ class Settings:
         )
         token_ttl = _int(
             "HIS_TOKEN_TTL_MINUTES", env.get("HIS_TOKEN_TTL_MINUTES", "480"), problems, 1, 43200
+        )
+        session_idle = _int(
+            "HIS_SESSION_IDLE_MINUTES", env.get("HIS_SESSION_IDLE_MINUTES", "30"), problems, 1, 1440
+        )
+        session_max = _int(
+            "HIS_SESSION_MAX_HOURS", env.get("HIS_SESSION_MAX_HOURS", "12"), problems, 1, 168
+        )
+        reauth = _int("HIS_REAUTH_MINUTES", env.get("HIS_REAUTH_MINUTES", "15"), problems, 1, 1440)
+        password_min = _int(
+            "HIS_PASSWORD_MIN_LENGTH", env.get("HIS_PASSWORD_MIN_LENGTH", "12"), problems, 8, 128
+        )
+        lock_after = _int(
+            "HIS_LOGIN_LOCK_AFTER", env.get("HIS_LOGIN_LOCK_AFTER", "5"), problems, 1, 100
+        )
+        lock_minutes = _int(
+            "HIS_LOGIN_LOCK_MINUTES", env.get("HIS_LOGIN_LOCK_MINUTES", "1"), problems, 1, 1440
+        )
+        lock_max = _int(
+            "HIS_LOGIN_LOCK_MAX_MINUTES",
+            env.get("HIS_LOGIN_LOCK_MAX_MINUTES", "60"),
+            problems,
+            1,
+            7 * 1440,
         )
         log_format = env.get("HIS_LOG_FORMAT", "json" if mode == "production" else "console")
         if log_format not in ("json", "console"):
@@ -293,6 +328,13 @@ class Settings:
             instance_dir=instance_dir,
             cookie_secure=cookie_secure,
             token_ttl_minutes=token_ttl,
+            session_idle_minutes=session_idle,
+            session_max_hours=session_max,
+            reauth_minutes=reauth,
+            password_min_length=password_min,
+            lock_after=lock_after,
+            lock_minutes=lock_minutes,
+            lock_max_minutes=max(lock_max, lock_minutes),
             login_rate_limit=env.get("HIS_LOGIN_RATE_LIMIT", "5 per minute"),
             ratelimit_storage_url=env.get("HIS_RATELIMIT_STORAGE_URL", "memory://"),
             log_format=log_format,

@@ -13,7 +13,7 @@ from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
 from his.api.schemas import FacilitySchema, problem_doc
-from his.authn import bearer_token, login_limits
+from his.authn import bearer_token, lockout_policy, login_limits
 from his.context import db_session, principal
 from his.problems import error_response
 from his.services import auth
@@ -56,7 +56,12 @@ class TokenResource(MethodView):
         """Exchange a username and password for a bearer token."""
         session = db_session()
         user = auth.authenticate(
-            session, principal(), body["username"], body["password"], channel="api"
+            session,
+            principal(),
+            body["username"],
+            body["password"],
+            channel="api",
+            lockout=lockout_policy(),
         )
         if user is None:
             session.commit()  # keep the failed-login audit row

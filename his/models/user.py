@@ -40,6 +40,14 @@ class User(Base):
     eprescription_code: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[created_at]
     last_login_at: Mapped[dt.datetime | None]
+    # Lockout (his.services.auth): consecutive failed logins since the last success or
+    # lock, the end of the current lock, and how many locks in a row (the back-off).
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[dt.datetime | None]
+    lockouts: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Stamped into each web session at login; logout bumps it, so every cookie issued
+    # before (on any workstation) stops working even though Flask's cookie is signed.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     facility: Mapped[Facility] = relationship()
     role_rows: Mapped[list[UserRole]] = relationship(

@@ -204,6 +204,8 @@ def _load_users(session: Session, data: dict) -> None:
                 full_name=spec["full_name"],
                 facility_code=spec["facility"],
                 roles=spec["roles"],
+                # The demo accounts' password is published ("demo"): demo data only.
+                check_password=False,
             )
 
 

@@ -10,10 +10,9 @@ from sqlalchemy.orm import Session
 
 from his.errors import Conflict, NotFound, ValidationFailed
 from his.models import Facility, Role, User, UserRole
+from his.services import passwords
 from his.services.auth import find_user, hash_password, normalise_username
 from his.text import clean
-
-MIN_PASSWORD_LENGTH = 4
 
 
 def create_user(
@@ -24,13 +23,19 @@ def create_user(
     full_name: str,
     facility_code: str,
     roles: Iterable[Role | str],
+    min_password_length: int = passwords.DEFAULT_MIN_LENGTH,
+    check_password: bool = True,
 ) -> User:
+    """A new account. The password must pass the policy (his.services.passwords) unless
+    ``check_password`` is false: only the demo loader, whose published password is "demo"."""
     errors: dict[str, list[str]] = {}
     name = normalise_username(username)
     if not name or len(name) > 64 or not all(c.isalnum() or c in "._-" for c in name):
         errors["username"] = [str(_l("Use 1–64 letters, digits, dots, dashes or underscores."))]
-    if len(password) < MIN_PASSWORD_LENGTH:
-        errors["password"] = [str(_l("The password is too short."))]
+    if check_password:
+        weak = passwords.problems(password, username=name, min_length=min_password_length)
+        if weak:
+            errors["password"] = weak
     try:
         role_set = sorted({Role(r) for r in roles})
     except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
@@ -14,12 +15,12 @@ from sqlalchemy import text
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from his.authn import SessionUser, login_limits
+from his.authn import SessionUser, lockout_policy, login_limits, start_session
 from his.context import db_session, principal
 from his.localtime import VN_TZ
 from his.migrate import current_revision, head_revision
-from his.models import AuditAction, Role
-from his.services import audit, auth
+from his.models import Role
+from his.services import auth
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static")
 health_bp = Blueprint("health", __name__)
@@ -118,11 +119,15 @@ def login():
     if form.validate_on_submit():
         db = db_session()
         user = auth.authenticate(
-            db, principal(), form.username.data, form.password.data, channel="web"
+            db,
+            principal(),
+            form.username.data,
+            form.password.data,
+            channel="web",
+            lockout=lockout_policy(),
         )
         if user is not None:
-            # A new session on login, so a session id planted before login is worthless.
-            session.clear()
+            start_session(user)
             login_user(SessionUser(user))
             return redirect(_safe_next(request.args.get("next")))
         db.commit()  # keep the failed-login audit row
@@ -137,10 +142,46 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    audit.record(db_session(), principal(), AuditAction.LOGOUT, detail="web")
+    # Logging out ends every session and API token of the user, not only this cookie:
+    # a signed cookie copied before logout would otherwise still work.
+    auth.log_out_everywhere(db_session(), principal(), current_user.user)
     logout_user()
     session.clear()
     return redirect(url_for("web.login"))
+
+
+class ReauthForm(FlaskForm):
+    password = PasswordField(
+        _l("Password"),
+        validators=[
+            DataRequired(message=_l("Enter your password.")),
+            Length(max=1024, message=_l("At most %(max)s characters.")),
+        ],
+    )
+
+
+@bp.route("/reauth", methods=["GET", "POST"])
+@login_required
+@login_limits()
+def reauth():
+    """Confirm the password before admin actions (his.authn._require_recent_password)."""
+    form = ReauthForm()
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        db = db_session()
+        if auth.confirm_password(
+            db, principal(), current_user.user, form.password.data, lockout=lockout_policy()
+        ):
+            session["reauth_at"] = int(time.time())
+            return redirect(_safe_next(request.args.get("next")))
+        db.commit()  # keep the failed attempt's audit row and count
+        g.login_failed = True
+        error = _("The password is wrong.")
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("reauth.html", form=form, error=error), status
 
 
 @bp.get("/")
