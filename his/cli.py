@@ -158,7 +158,8 @@ def user_create(username: str, full_name: str, facility_code: str, roles, passwo
     from his.errors import DomainError
     from his.services.users import create_user
 
-    database = _database(_settings())
+    settings = _settings()
+    database = _database(settings)
     try:
         with database.session() as session:
             created = create_user(
@@ -168,6 +169,7 @@ def user_create(username: str, full_name: str, facility_code: str, roles, passwo
                 full_name=full_name,
                 facility_code=facility_code,
                 roles=roles,
+                min_password_length=settings.password_min_length,
             )
             name = created.username
     except DomainError as exc:
