@@ -389,5 +389,12 @@ from his.cli_claims import claims as _claims_group  # noqa: E402  (after main is
 main.add_command(_claims_group)
 
 
+# --- backup and restore: `his backup`, `his restore` live in his/cli_backup.py -------------------
+from his.cli_backup import backup as _backup_command  # noqa: E402  (after main is defined)
+from his.cli_backup import restore as _restore_command  # noqa: E402
+
+main.add_command(_backup_command)
+main.add_command(_restore_command)
+
 if __name__ == "__main__":
     main()
