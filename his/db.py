@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -90,14 +91,50 @@ def _configure_sqlite(engine: Engine) -> None:
 
 WRITE_OPTION = "his_write"
 
+# Seconds a new PostgreSQL connection may take: a database host that does not answer at all
+# (no refusal, packets dropped) fails the request with 503 after this, instead of holding a
+# worker thread for the kernel's TCP timeout (minutes).
+CONNECT_TIMEOUT = 5
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
+    # A connection the server or the network dropped (a database restart, a failover) is
+    # noticed when taken from the pool and replaced, so the first request after an outage
+    # succeeds instead of failing on a dead socket.
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+# SQLite errors that mean "not now" rather than a fault in the statement.
+_SQLITE_TRANSIENT = ("database is locked", "database is busy", "unable to open", "disk i/o")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached or is busy (a retry later may
+    succeed: 503), as opposed to a fault in our statement or data (500/422).
+
+    PostgreSQL: every driver-level OperationalError (connection refused or lost, server
+    shutting down, serialization failures) and InterfaceError (a closed connection);
+    SQLAlchemy's pool timeout. SQLite: only a locked, busy or unopenable file; its other
+    OperationalErrors ("no such table", syntax) are our bugs."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        text = str(exc.orig).lower()
+        return any(marker in text for marker in _SQLITE_TRANSIENT)
+    return True
 
 
 class Database:

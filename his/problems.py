@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, g, json, render_template, request
+from flask import Flask, Response, current_app, g, json, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DataError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException, InternalServerError
 
+from his.db import database_unavailable
 from his.errors import DomainError
 from his.logging import get_logger
 from his.validation_messages import translate_errors
@@ -24,6 +26,8 @@ from his.validation_messages import translate_errors
 log = get_logger(__name__)
 
 PROBLEM_BASE = "https://his.example.vn/problems/"
+# Seconds a client should wait before trying again while the database is unreachable.
+RETRY_AFTER_SECONDS = 5
 PROBLEM_JSON = "application/problem+json"
 
 # Titles per status, translated at response time.
@@ -58,6 +62,8 @@ SLUGS = {
     500: "internal-error",
     503: "unavailable",
 }
+
+DATABASE_UNAVAILABLE_SLUG = "database-unavailable"
 
 
 def problem(
@@ -126,6 +132,10 @@ def flatten_webargs(messages: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle_http_exception(exc: HTTPException) -> Response:
+    if unavailable_behind(exc):
+        # The commit after the view (``his.http``) failed because the database went away:
+        # Flask wraps that in a 500, but the client should retry, not report a bug.
+        return handle_database_error(exc.original_exception)  # type: ignore[attr-defined]
     if request.path == "/fhir" or request.path.startswith("/fhir/"):
         # No FHIR route matched (an unknown operation, a path too deep): FHIR clients
         # still get an OperationOutcome, not problem+json.
@@ -190,8 +200,58 @@ def handle_value_out_of_range(exc: Exception) -> Response:
     return error_response(422, _("A value in the request is too large or too long for this field."))
 
 
+def unavailable_behind(exc: HTTPException) -> bool:
+    original = getattr(exc, "original_exception", None)
+    return (
+        isinstance(exc, InternalServerError)
+        and original is not None
+        and database_unavailable(original)
+    )
+
+
+def rollback_quietly() -> None:
+    """Ends the request's transaction; with the database gone even the rollback fails,
+    and the session is dropped (its connection is invalid) so the answer still leaves."""
+    session = g.pop("db_session", None)
+    if session is None:
+        return
+    try:
+        session.rollback()
+        session.close()
+    except Exception:
+        log.info("rollback_failed_database_unavailable")
+
+
+def handle_database_error(exc: Exception) -> Response:
+    """The database cannot be reached or is busy: 503 with Retry-After, quickly, so clients
+    and load balancers retry instead of reporting a bug; any other database error is a 500."""
+    if not database_unavailable(exc):
+        return handle_unexpected(exc)
+    # No traceback: an outage is an operational event, logged once per request.
+    log.warning("database_unavailable", error_type=type(exc).__name__)
+    rollback_quietly()
+    if "_login_user" not in g:
+        # Who is calling cannot be known without the database: anonymous, so choosing the
+        # answer's language (the user's locale) does not try the database once more.
+        g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+    if request.path == "/fhir" or request.path.startswith("/fhir/"):
+        from his.fhirapi.blueprint import database_unavailable_outcome
+
+        return database_unavailable_outcome()
+    return error_response(
+        503,
+        _("The database cannot be reached just now. Try again in a few seconds."),
+        slug=DATABASE_UNAVAILABLE_SLUG,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    # Flask takes the handler of the most specific class: DataError (a DBAPIError) keeps
+    # its 422 below, and database errors that are not an outage still end in a 500.
+    app.register_error_handler(DBAPIError, handle_database_error)
+    app.register_error_handler(PoolTimeout, handle_database_error)
     app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(OverflowError, handle_value_out_of_range)
     app.register_error_handler(DataError, handle_value_out_of_range)

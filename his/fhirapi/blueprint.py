@@ -12,7 +12,8 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 from flask_babel import gettext as _
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from his.errors import DomainError
@@ -99,6 +100,30 @@ def _value_out_of_range(error: Exception) -> Response:
     )
 
 
+@bp.errorhandler(DBAPIError)
+@bp.errorhandler(PoolTimeout)
+def _database_error(error: Exception) -> Response:
+    from his.db import database_unavailable
+    from his.problems import handle_database_error
+
+    # 503 + Retry-After when the database is unreachable or busy, else the 500 below.
+    return handle_database_error(error) if database_unavailable(error) else _unexpected(error)
+
+
+def database_unavailable_outcome() -> Response:
+    """What a FHIR client gets while the database is unreachable: 503, issue code
+    ``transient`` (retry later), and Retry-After."""
+    from his.problems import RETRY_AFTER_SECONDS
+
+    return outcome_response(
+        FhirError(
+            503,
+            _("The database cannot be reached just now. Try again in a few seconds."),
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    )
+
+
 @bp.errorhandler(Exception)
 def _unexpected(error: Exception) -> Response:
     # The operators get the traceback; the client an OperationOutcome with the request id.
@@ -122,6 +147,10 @@ def _rollback() -> None:
 
 @bp.errorhandler(HTTPException)
 def fhir_http_error(error: HTTPException) -> Response:
+    from his.problems import handle_database_error, unavailable_behind
+
+    if unavailable_behind(error):  # the commit after the view lost the database
+        return handle_database_error(error.original_exception)  # type: ignore[attr-defined]
     status = error.code or 500
     detail = error.description or _("The request failed.")
     headers = {}
