@@ -26,6 +26,11 @@ RUN pip install --no-deps -c constraints.txt -e . \
 FROM python:3.11-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH \
     HIS_HOST=0.0.0.0 HIS_PORT=8000 HIS_MLLP_PORT=2575 HIS_INSTANCE_DIR=/var/lib/his
+# pg_dump and pg_restore for `his backup` / `his restore` (Debian 12's: PostgreSQL 15; a
+# newer server needs the PGDG client of its own major version).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 his \
  && useradd --system --uid 10001 --gid his --home-dir /app --shell /usr/sbin/nologin his \
  && mkdir -p /var/lib/his && chown his:his /var/lib/his
