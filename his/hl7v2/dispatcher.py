@@ -31,9 +31,12 @@ application is down, an internal error — codes 206/207, or no ERR code at all)
 retried like an AE, since the same message will be accepted once the peer recovers.
 
 Crashes. A dispatcher that dies leaves its claims behind; they expire (the lease) and
-another dispatcher takes the rows. A message whose ACK was lost in a crash is sent again
-with the same MSH-10, which the receiver recognises as a duplicate; a message recorded as
-sent is never sent again (only pending rows are ever claimed).
+another dispatcher takes the rows. A dispatcher starting on the same host takes back at
+once the claims of this host's dispatchers whose process is gone (``release_orphaned``), so
+a supervisor's restart after a crash does not wait out the lease. A message whose ACK was
+lost in a crash is sent again with the same MSH-10, which the receiver recognises as a
+duplicate; a message recorded as sent is never sent again (only pending rows are ever
+claimed).
 """
 
 from __future__ import annotations
@@ -420,6 +423,56 @@ class Dispatcher:
             return set(result.scalars())
 
 
+def _process_gone(worker_id: str, host: str) -> bool:
+    """Whether ``worker_id`` (``host:pid:nonce``, see ``default_worker_id``) names a
+    dispatcher of ``host`` whose process no longer exists. A pid reused since by another
+    process counts as alive: its claims then wait out their lease, the safe side."""
+    parts = worker_id.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def release_orphaned(database: Database, *, now: dt.datetime | None = None) -> int:
+    """Frees the live claims of this host's dispatchers that were killed or crashed: their
+    rows are due again at once. A message such a dispatcher had sent but not yet recorded
+    is sent again with the same MSH-10, which the receiver recognises as a repeat."""
+    host = socket.gethostname()
+    moment = now or utcnow()
+    with database.session(write=True) as session:
+        claims = session.execute(
+            select(Hl7Outbound.id, Hl7Outbound.claimed_by).where(
+                Hl7Outbound.status == OutboundStatus.PENDING,
+                Hl7Outbound.claimed_by.like(f"{host}:%"),
+                Hl7Outbound.claimed_until > moment,
+            )
+        ).all()
+        gone = {by for _, by in claims if _process_gone(by, host)}
+        released = 0
+        for by in sorted(gone):
+            result = session.execute(
+                update(Hl7Outbound)
+                .where(
+                    Hl7Outbound.status == OutboundStatus.PENDING,
+                    Hl7Outbound.claimed_by == by,
+                )
+                .values(claimed_by=None, claimed_until=None)
+            )
+            released += result.rowcount
+    if released:
+        log.info("hl7 outbound claims of stopped dispatchers released", rows=released)
+    return released
+
+
 def dispatch_once(
     database: Database,
     settings: Any,
@@ -452,6 +505,10 @@ def run(
     def orphaned() -> bool:
         return (with_parent and os.getppid() != parent) or bool(should_stop and should_stop())
 
+    try:
+        release_orphaned(database)
+    except Exception as exc:  # the database may be away; the lease frees them later
+        echo(f"hl7 dispatch: orphaned claims not released: {exc}")
     with Dispatcher(database, settings) as dispatcher:
         while True:
             try:
