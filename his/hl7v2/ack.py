@@ -23,6 +23,7 @@ from datetime import datetime
 from flask_babel import lazy_gettext as _l
 
 from his.hl7v2.codec import (
+    _UTF8_CHARSETS,
     SEGMENT_SEQUENCE,
     DecodeError,
     Delimiters,
@@ -161,6 +162,20 @@ class _MshView:
         return unescape(v[component - 1], self.d).strip() if len(v) >= component else ""
 
 
+def _readable_charset(charset: str) -> bool:
+    """Whether MSH-18 names a character set the ACK can be written in. An unknown or garbled
+    one is not copied: the ACK is then UTF-8 and must say so, or the peer cannot read it."""
+    cs = charset.strip().upper()
+    return cs in _UTF8_CHARSETS or _ascii_family(cs)
+
+
+def _utf8_declaration(d: Delimiters) -> str:
+    """MSH-18 for UTF-8 in the peer's delimiters; empty (read as UTF-8) when "-" is one of
+    them and there is no escape character to write it with."""
+    written = escape("UNICODE UTF-8", d)
+    return written if unescape(written, d) == "UNICODE UTF-8" else ""
+
+
 def _ascii_family(charset: str) -> bool:
     return charset_encoding(charset) == "ascii"
 
@@ -251,7 +266,8 @@ def build_ack(
         copy(6),
         copy(3),
         copy(4),
-        format_ts(now),
+        # Escaped: a peer whose field separator is "+" would otherwise read +0700 as MSH-8.
+        escape(format_ts(now), d),
         "",
         msg_type,
         escape(clean(control_id), d),
@@ -262,7 +278,7 @@ def build_ack(
         accept_ack,
         "NE" if accept_ack else "",
         copy(17),
-        copy(18),
+        copy(18) if _readable_charset(charset) else _utf8_declaration(d),
     ]
     acked = view.value(10)
     msa = ["MSA", code, escape(clean(acked), d)]
@@ -308,7 +324,7 @@ def build_batch_ack(
     def hdr(n: int) -> str:
         return header.field(n) if header is not None else ""
 
-    ts = format_ts(now)
+    ts = escape(format_ts(now), d)
     cid = escape(control_id, d)
     swapped = [hdr(5), hdr(6), hdr(3), hdr(4), ts]
     segments = []

@@ -446,7 +446,8 @@ def _raw_msh18(first_line: bytes, d: Delimiters) -> str:
     if len(parts) < 18:
         return ""
     value = parts[17].split(d.repetition.encode())[0].split(d.component.encode())[0]
-    return value.decode("ascii", errors="replace").strip()
+    # Escaped like any value: with "-" as a delimiter, UTF-8 is written "UTF\\R\\8".
+    return unescape(value.decode("ascii", errors="replace"), d).strip()
 
 
 def _decode(body: bytes, charset: str) -> tuple[str, str]:
@@ -552,7 +553,8 @@ def parse(data: bytes | str, *, check_required: bool = True) -> Message:
             if not line:
                 continue
         name = line[:3]
-        if not (len(line) == 3 or line[3] == fs) or not _valid_name(name):
+        # The name first: a line of one or two characters has no line[3].
+        if not _valid_name(name) or (len(line) > 3 and line[3] != fs):
             raise DecodeError(
                 _l("Line %(line)s is not an HL7 segment.", line=number),
                 code=SEGMENT_SEQUENCE,
