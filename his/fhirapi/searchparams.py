@@ -225,11 +225,12 @@ def parse_date(text: str) -> tuple[dt.datetime, dt.datetime] | None:
                 end = start + dt.timedelta(days=1)
             return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
         moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=vn)
+        # Inside the try: 0001-01-01T00:00+07:00 is before the first instant Python has.
+        moment = moment.astimezone(dt.UTC)
     except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=vn)
-    moment = moment.astimezone(dt.UTC)
     precision = dt.timedelta(seconds=1) if "." not in text else dt.timedelta(milliseconds=1)
     try:
         return moment, moment + precision
