@@ -42,7 +42,7 @@ def test_upgrade_demo_and_user_create(cli_db):
         "--role",
         "integration",
         "--password",
-        "s3cret-pass",
+        "s3cret-pass-for-the-lab",
     )
     assert created.exit_code == 0, created.output
     engine = create_engine(cli_db)
@@ -73,7 +73,15 @@ def test_user_create_reports_what_is_wrong(cli_db, args, message):
     _run("db", "upgrade")
     _run("demo")
     result = _run(
-        "user", "create", "--username", "x", "--full-name", "X", "--password", "longpass", *args
+        "user",
+        "create",
+        "--username",
+        "x",
+        "--full-name",
+        "X",
+        "--password",
+        "a long enough passphrase",
+        *args,
     )
     assert result.exit_code == 1
     assert message in result.output
@@ -94,7 +102,7 @@ def test_duplicate_username(cli_db):
         "--role",
         "doctor",
         "--password",
-        "longpass",
+        "a long enough passphrase",
     )
     assert result.exit_code == 1
     assert "This username is taken." in result.output
