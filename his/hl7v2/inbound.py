@@ -462,9 +462,12 @@ def _answer_wanted(msg: Message | None, code: str) -> bool:
     """MSH-15 in enhanced mode: AL always, NE never, ER only on error, SU only on success."""
     if msg is None or not msg.is_enhanced_mode:
         return True
-    wanted = msg.accept_ack_type or "AL"
+    wanted = msg.accept_ack_type
+    if wanted not in ("NE", "ER", "SU"):
+        # AL, empty, or a value outside table 0155: silence would leave the sender waiting.
+        return True
     ok = code in ("AA", "CA")
-    return wanted == "AL" or (wanted == "ER" and not ok) or (wanted == "SU" and ok)
+    return (wanted == "ER" and not ok) or (wanted == "SU" and ok)
 
 
 def _record_ack(row: Hl7Inbound, code: str, ack: str | None, errors, started: float) -> None:
