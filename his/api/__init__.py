@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http
+
 from flask import Flask, current_app, g, request
 from flask_smorest import Api
 
+from his.api.openapi import CommonResponses, error_response_component, number_properties
 from his.api.schemas import ProblemSchema
 from his.authn import csrf
 from his.problems import handle_http_exception
@@ -14,6 +17,20 @@ class HisApi(Api):
     """flask-smorest's Api with RFC 9457 errors instead of its own error payload."""
 
     ERROR_SCHEMA = ProblemSchema
+    # No catch-all "default" response: CommonResponses documents each status instead.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def _register_responses(self):
+        """The reusable responses of each status; the errors as the problem+json they are."""
+        for status in http.HTTPStatus:
+            if status >= 400:
+                self.spec.components.response(
+                    status.name, error_response_component(status), lazy=True
+                )
+            else:
+                self.spec.components.response(
+                    status.name, {"description": status.phrase}, lazy=True
+                )
 
     def handle_http_exception(self, error):  # type: ignore[override]
         return handle_http_exception(error)
@@ -48,7 +65,8 @@ def register_api(app: Flask) -> None:
             "security": [{"bearerAuth": []}, {"cookieAuth": []}],
         },
     )
-    api = HisApi(app)
+    api = HisApi(app, spec_kwargs={"extra_plugins": [CommonResponses()]})
+    api.ma_plugin.converter.add_attribute_function(number_properties)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     api.spec.components.security_scheme(
         "cookieAuth", {"type": "apiKey", "in": "cookie", "name": "his_session"}

@@ -50,6 +50,7 @@ class TokenResource(MethodView):
 
     @blp.arguments(TokenRequestSchema)
     @blp.response(201, TokenSchema)
+    @blp.doc(security=[])
     @problem_doc(blp, 401, "Wrong username or password")
     @problem_doc(blp, 429, "Too many failed attempts")
     def post(self, body):

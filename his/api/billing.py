@@ -307,6 +307,17 @@ class ClaimXmlResource(MethodView):
             "200": {
                 "description": "The signed GIAMDINHHS envelope (UTF-8 XML)",
                 "content": {"application/xml": {"schema": {"type": "string"}}},
+                "headers": {
+                    "ETag": {
+                        "description": "SHA-256 of the file",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": '^"[0-9a-f]{64}"$'},
+                    },
+                    "Content-Disposition": {
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^attachment; filename="},
+                    },
+                },
             }
         }
     )

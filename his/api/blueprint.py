@@ -29,6 +29,15 @@ class _Parser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _Parser()
 
+    def _document_pagination_metadata(self, spec, resp_doc):
+        # The header's value is a JSON object: OpenAPI says so with ``content``, where a
+        # ``schema`` would describe a simple-style "key,value" list.
+        resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
+            "description": "Pagination metadata (JSON)",
+            "required": True,
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }
+
     def _set_pagination_metadata(self, page_params, result, headers):
         meta = open_ended_metadata(page_params)
         if meta is None:

@@ -8,7 +8,7 @@ from flask_login import login_required
 from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
-from his.api.etags import if_match, with_etag
+from his.api.etags import ETAG_HEADER, if_match, with_etag
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
 from his.models import Disposition, PriorityReason
@@ -19,7 +19,7 @@ blp = Blueprint(
 )
 
 STR = {"allow_none": True}
-ETAG = {"ETag": {"schema": {"type": "string"}}}
+ETAG = ETAG_HEADER
 
 
 class RoomArgsSchema(ma.Schema):

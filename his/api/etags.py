@@ -8,6 +8,15 @@ from flask_babel import gettext as _
 
 from his.errors import ValidationFailed
 
+# How the OpenAPI document describes the header with_etag sets.
+ETAG_HEADER = {
+    "ETag": {
+        "description": "The row's version; send it back in If-Match to change the row",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    }
+}
+
 
 def with_etag(row, status: int = 200):
     """A flask-smorest response tuple carrying the versioned row's ETag."""

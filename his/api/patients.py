@@ -9,7 +9,8 @@ from flask_login import login_required
 from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
-from his.api.etags import if_match, with_etag
+from his.api.etags import ETAG_HEADER, if_match, with_etag
+from his.api.openapi import link
 from his.api.pagination import open_ended
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
@@ -187,6 +188,14 @@ class MergeOutSchema(ma.Schema):
     undone_at = fields.DateTime(allow_none=True)
 
 
+PATIENT = "/api/v1/patients/{patient_id}"
+CREATED_PATIENT_LINKS = {
+    "GetPatient": link(PATIENT, "get", patient_id="$response.body#/id"),
+    "PatchPatient": link(PATIENT, "patch", patient_id="$response.body#/id"),
+    "CheckCard": link(PATIENT + "/insurance/check", "post", patient_id="$response.body#/id"),
+}
+
+
 def _checker():
     return current_app.extensions["his_card_checker"]
 
@@ -215,7 +224,8 @@ class PatientsResource(MethodView):
         return found.patients
 
     @blp.arguments(PatientCreateSchema)
-    @blp.response(201, PatientSchema, headers={"ETag": {"schema": {"type": "string"}}})
+    @blp.response(201, PatientSchema, headers=ETAG_HEADER)
+    @blp.doc(responses={201: {"links": CREATED_PATIENT_LINKS}})
     @problem_doc(blp, 401)
     @problem_doc(blp, 403)
     @problem_doc(blp, 409, "The CCCD/BHYT number belongs to another patient, or a likely duplicate")
@@ -232,7 +242,7 @@ class PatientsResource(MethodView):
 class PatientResource(MethodView):
     decorators = (login_required,)
 
-    @blp.response(200, PatientSchema, headers={"ETag": {"schema": {"type": "string"}}})
+    @blp.response(200, PatientSchema, headers=ETAG_HEADER)
     @problem_doc(blp, 401)
     @problem_doc(blp, 403)
     @problem_doc(blp, 404)
@@ -241,7 +251,7 @@ class PatientResource(MethodView):
         return with_etag(service.get_patient(db_session(), principal(), patient_id))
 
     @blp.arguments(PatientInSchema)
-    @blp.response(200, PatientSchema, headers={"ETag": {"schema": {"type": "string"}}})
+    @blp.response(200, PatientSchema, headers=ETAG_HEADER)
     @problem_doc(blp, 401)
     @problem_doc(blp, 403)
     @problem_doc(blp, 404)
@@ -266,6 +276,7 @@ class CardCheckResource(MethodView):
 
     @blp.response(200, InsuranceOutSchema)
     @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
     @problem_doc(blp, 404)
     @problem_doc(blp, 422, "The patient has no card on file")
     def post(self, patient_id: int):

@@ -6,19 +6,57 @@ import marshmallow as ma
 from marshmallow import fields
 
 
-class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details, as every error response carries them."""
+class ProblemLinkSchema(ma.Schema):
+    id = fields.Integer()
+    href = fields.String()
 
-    type = fields.String(metadata={"description": "URI naming the kind of problem"})
-    title = fields.String(metadata={"description": "Short, translated summary"})
-    status = fields.Integer()
+
+class ProblemDuplicateSchema(ma.Schema):
+    id = fields.Integer()
+    mrn = fields.String()
+    full_name = fields.String()
+    birth_date = fields.String(metadata={"description": "YYYY, YYYY-MM or YYYY-MM-DD"})
+    href = fields.String()
+
+
+class ProblemViolationSchema(ma.Schema):
+    rule = fields.String(metadata={"description": "Stable code, e.g. drug-not-in-catalog"})
+    field = fields.String(metadata={"description": "e.g. items.0.drug_code"})
+    message = fields.String()
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, as every error response carries them, with the extension
+    members some problems add (each named below with the problem that adds it)."""
+
+    type = fields.String(required=True, metadata={"description": "URI naming the kind of problem"})
+    title = fields.String(required=True, metadata={"description": "Short, translated summary"})
+    status = fields.Integer(required=True)
     detail = fields.String(metadata={"description": "What went wrong in this request"})
-    instance = fields.String(metadata={"description": "The request path"})
+    instance = fields.String(required=True, metadata={"description": "The request path"})
     errors = fields.Dict(
         keys=fields.String(),
         metadata={"description": "Field name → list of messages, for validation failures"},
     )
     request_id = fields.String()
+    existing_patient = fields.Nested(
+        ProblemLinkSchema, metadata={"description": "409: the patient who has this number"}
+    )
+    possible_duplicates = fields.List(
+        fields.Nested(ProblemDuplicateSchema),
+        metadata={"description": "409: similar patients already registered"},
+    )
+    merged_into = fields.Nested(
+        ProblemLinkSchema, metadata={"description": "409: the record this one was merged into"}
+    )
+    encounter = fields.Nested(
+        ProblemLinkSchema, metadata={"description": "409: the examination already running"}
+    )
+    violations = fields.List(
+        fields.Nested(ProblemViolationSchema),
+        metadata={"description": "422: the prescribing rules the prescription breaks"},
+    )
+    owed = fields.Integer(metadata={"description": "422: what the patient owes, in VND"})
 
 
 class FacilityRefSchema(ma.Schema):

@@ -8,6 +8,7 @@ from flask_login import login_required
 from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
+from his.api.openapi import link
 from his.api.pagination import SelectPage
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
@@ -97,6 +98,15 @@ class QueueSchema(ma.Schema):
     in_examination = fields.List(fields.Nested(QueueEntrySchema))
 
 
+VISIT = "/api/v1/visits/{visit_id}"
+CREATED_VISIT_LINKS = {
+    "GetVisit": link(VISIT, "get", visit_id="$response.body#/id"),
+    "GetQueue": link("/api/v1/queues/{room_id}", "get", room_id="$response.body#/room_id"),
+    "StartEncounter": link(VISIT + "/encounters", "post", visit_id="$response.body#/id"),
+    "GetBill": link(VISIT + "/bill", "get", visit_id="$response.body#/id"),
+}
+
+
 @blp.route("/visits")
 class VisitsResource(MethodView):
     decorators = (login_required,)
@@ -111,6 +121,7 @@ class VisitsResource(MethodView):
 
     @blp.arguments(VisitCreateSchema)
     @blp.response(201, VisitSchema)
+    @blp.doc(responses={201: {"links": CREATED_VISIT_LINKS}})
     @problem_doc(blp, 401)
     @problem_doc(blp, 403)
     @problem_doc(blp, 409, "Merged patient, or already waiting in this room today")
@@ -154,6 +165,7 @@ class QueueResource(MethodView):
 
     @blp.response(200, QueueSchema)
     @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
     @problem_doc(blp, 404, "No such room at your facility")
     def get(self, room_id: int):
         """Today's queue of a room: waiting (in call order), called, in examination."""
