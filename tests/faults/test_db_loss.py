@@ -27,13 +27,15 @@ from werkzeug.serving import make_server
 
 from his import create_app
 from his.db import CONNECT_TIMEOUT, Database
+from his.hl7v2 import dispatcher
 from his.hl7v2.ack import parse_ack
 from his.hl7v2.server import Hl7Server
-from his.models import Hl7Inbound, Patient, Role
+from his.models import Facility, Hl7Inbound, Hl7Outbound, OutboundStatus, Patient, Role
 from tests import databases, factories
 from tests.conftest import settings_for
 from tests.faults.proxy import CuttableProxy
-from tests.hl7v2.peer import LoopThread, RawSender
+from tests.hl7v2.outbound_data import add_peer
+from tests.hl7v2.peer import LoopThread, RawSender, ReceiverPeer, msh_fields
 
 pytestmark = pytest.mark.skipif(
     databases.postgres_admin_url() is None,
@@ -50,6 +52,8 @@ class Served:
     def __init__(self, base: str, proxy: CuttableProxy, direct: Database, mllp_port: int):
         self.base, self.proxy, self.direct, self.mllp_port = base, proxy, direct, mllp_port
         self.token = ""
+        self.database: Database | None = None  # the app's, through the proxy
+        self.settings = None
 
     def call(self, method: str, path: str, body: dict | None = None):
         """(status, headers, parsed body, seconds taken) of one real HTTP request."""
@@ -96,6 +100,7 @@ def served(fresh_database) -> Iterator[Served]:
     loop = LoopThread()
     listener = loop.run(hl7.start("127.0.0.1", 0))
     running = Served(f"http://127.0.0.1:{server.server_port}", proxy, direct, listener.port)
+    running.database, running.settings = database, settings
     try:
         status, _, body, _ = running.call(
             "POST", "/api/v1/auth/token", {"username": username, "password": factories.PASSWORD}
@@ -201,3 +206,64 @@ def test_mllp_listener_never_acknowledges_what_it_could_not_store(served):
         accepted = parse_ack(peer.read_frame())
     assert (accepted.code, accepted.control_id_acked) == ("AA", control)
     assert served.count(Hl7Inbound, stored) == 1
+
+
+def test_dispatcher_keeps_running_through_the_outage_and_sends_afterwards(served):
+    lines: list[str] = []
+    stop = threading.Event()
+    with ReceiverPeer() as receiver:
+        with served.direct.session() as session:
+            facility = session.scalars(select(Facility)).first()
+            peer_id = add_peer(session, facility, name="LOSSRX", port=receiver.port).id
+        loop = threading.Thread(
+            target=dispatcher.run,
+            args=(served.database, served.settings),
+            kwargs={
+                "loop": True,
+                "interval": 0.1,
+                "with_parent": False,
+                "echo": lines.append,
+                "should_stop": stop.is_set,
+            },
+        )
+        loop.start()
+        try:
+            served.proxy.cut()
+            # Queued while the dispatcher cannot reach the database (the test's own
+            # connection goes round the proxy).
+            control = f"LOSS{time.time_ns() % 10**12}"
+            with served.direct.session() as session:
+                session.add(
+                    Hl7Outbound(
+                        peer_id=peer_id,
+                        event="A31",
+                        message_type="ADT^A31^ADT_A05",
+                        control_id=control,
+                        patient_key="loss-1",
+                        text=(
+                            "MSH|^~\\&|HIS|91001|LIS|LIS|20260302080000+0700||ADT^A31^ADT_A05|"
+                            f"{control}|P|2.5.1\rPID|1||loss-1^^^91001^MR\r"
+                        ),
+                    )
+                )
+            deadline = time.monotonic() + 5
+            while not any("round failed" in line for line in lines):
+                assert time.monotonic() < deadline, lines
+                time.sleep(0.05)
+            assert receiver.received == []
+        finally:
+            served.proxy.restore()
+        try:
+            (message,) = receiver.wait_for(1, timeout=15)
+        finally:
+            stop.set()
+            loop.join(timeout=15)
+    assert msh_fields(message)[9].decode() == control
+    assert (
+        served.count(
+            Hl7Outbound,
+            Hl7Outbound.control_id == control,
+            Hl7Outbound.status == OutboundStatus.SENT,
+        )
+        == 1
+    )
