@@ -68,6 +68,13 @@ bench: install $(BENCH_STAMP)
 bench-growth: install $(BENCH_STAMP)
 	$(BIN)/python bench/growth.py --reuse $(if $(BENCH_SIZES),--sizes $(BENCH_SIZES))
 
+# kill -9 under load (bench/faults.py): gunicorn workers and master, the MLLP listener and the
+# dispatcher, on a fresh PostgreSQL database his_faults, then on SQLite (bench/results/faults-*.json).
+.PHONY: bench-faults
+bench-faults: install
+	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/faults.py --sqlite
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
