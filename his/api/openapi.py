@@ -2,8 +2,9 @@
 
 Each view documents its own outcomes (its success, the 404 of a missing row, the 409 of a
 conflict). Some answers do not depend on the view: any secured call can meet a 401, any
-JSON body can be unreadable (400) or too large (413), any call can find the database
-unreachable (503), and a write sent with the session cookie needs its CSRF token (400).
+JSON body can be unreadable (400) or too large (413), any address can hold a NUL (400),
+any call can find the database unreachable (503), and a write sent with the session
+cookie needs its CSRF token (400).
 This plugin adds those to every operation, so the document lists every
 status an operation really answers with, in the format it really has (problem+json), and
 no catch-all ``default`` response has to hide an undocumented one.
@@ -48,8 +49,8 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
 # What the shared responses mean, where the status's own name says too little.
 DESCRIPTIONS = {
     400: (
-        "The body is not readable JSON, or a write authenticated by the session cookie "
-        "came without its CSRF token (X-CSRFToken)"
+        "The body is not readable JSON, the address holds a NUL character, or a write "
+        "authenticated by the session cookie came without its CSRF token (X-CSRFToken)"
     ),
     401: "No valid bearer token or session",
     413: "The body is larger than the server accepts",
@@ -83,12 +84,13 @@ class CommonResponses(BasePlugin):
                 continue
             responses = operation.setdefault("responses", {})
             present = {str(code) for code in responses}
-            common = [503]
+            # 400: any address may hold a NUL (his.http refuses it); any write may carry an
+            # unreadable body, and with the session cookie needs a CSRF token.
+            common = [400, 503]
             if operation.get("security") != []:
                 common.append(401)
             if method.lower() in ("post", "put", "patch", "delete"):
-                # A write may carry a body, and with the session cookie needs a CSRF token.
-                common += [400, 413]
+                common.append(413)
             if "requestBody" in operation:
                 common.append(422)
             if any(p.get("in") == "query" for p in operation.get("parameters", [])):
