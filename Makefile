@@ -75,6 +75,13 @@ bench-faults: install
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/faults.py --sqlite
 
+# The long schemathesis run against the OpenAPI document (make test runs a bounded one):
+# FUZZ_EXAMPLES valid and as many invalid cases per operation, FUZZ_BACKEND sqlite or
+# postgresql (HIS_BENCH_POSTGRES_URL); writes bench/results/fuzz-api*.json.
+.PHONY: fuzz
+fuzz: install
+	$(BIN)/python bench/fuzz_api.py --examples $(or $(FUZZ_EXAMPLES),25) --backend $(or $(FUZZ_BACKEND),sqlite)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
