@@ -99,3 +99,28 @@ def test_an_undocumented_answer_is_caught(app, db_session):
     )
     caught = {(f["check"], f["status"]) for f in report.failures}
     assert ("status_code_conformance", 404) in caught
+
+
+def test_every_error_is_documented_as_problem_json(app):
+    """No catch-all ``default`` response: each error status an operation can answer with
+    is listed, as the problem+json it is, and those every call can meet are on every
+    operation."""
+    document = app.test_client().get(OPENAPI_PATH).get_json()
+    shared = document["components"]["responses"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            label = f"{method.upper()} {path}"
+            assert "default" not in responses, label
+            expected = {"400", "503"} | ({"401"} if operation.get("security") != [] else set())
+            assert expected <= set(responses), label
+            for status, response in responses.items():
+                if "$ref" in response:
+                    response = shared[response["$ref"].rsplit("/", 1)[1]]
+                if int(status) >= 400:
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        label,
+                        status,
+                    )
