@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import flask_smorest
+from flask_babel import lazy_gettext as _l
+from flask_smorest import abort
 from flask_smorest.pagination import PaginationMetadataSchema
 from webargs.flaskparser import FlaskParser
 
@@ -24,6 +26,28 @@ class _Parser(FlaskParser):
             # (CVE-2020-10735); to the client that is just unreadable JSON. (webargs reads
             # an error on an empty document as "no body", so the document is named.)
             raise json.JSONDecodeError(str(exc), "<request body>", 0) from exc
+        except RecursionError as exc:
+            # "[[[[…" a hundred thousand deep exhausts the parser's stack: a 400, not a 500.
+            raise json.JSONDecodeError(_TOO_DEEP, "<request body>", 0) from exc
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        """A 400 that says what is wrong with the body when it can be said precisely."""
+        message = None
+        if isinstance(error, json.JSONDecodeError) and error.msg == _TOO_DEEP:
+            message = str(_l("The JSON body is nested too deeply."))
+        elif isinstance(error, json.JSONDecodeError) and error.msg.startswith("Bytes decoding"):
+            message = str(
+                _l(
+                    "The body is not valid UTF-8 (byte %(position)s): send JSON encoded in UTF-8.",
+                    position=error.pos,
+                )
+            )
+        if message is None:
+            super()._handle_invalid_json_error(error, req, *args, **kwargs)
+        abort(400, exc=error, message=message, messages={"json": [message]})
+
+
+_TOO_DEEP = "nested too deeply"
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -187,8 +187,8 @@ def parse(resource_type: str, params: list[tuple[str, str]], *, lenient: bool = 
             query.shown.append((key, raw))
             _parse_control(query, key, value, unknown)
             continue
-        if value == "":
-            continue  # FHIR: a parameter without a value is ignored
+        if value == "" or not _split(value):
+            continue  # FHIR: a parameter without a value ("", ",", a lone "\\") is ignored
         try:
             criterion = _criterion(resource_type, key, value)
         except _Unknown as error:
