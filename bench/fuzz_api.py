@@ -89,6 +89,8 @@ def main() -> int:
     print(f"statuses:    {result['statuses']}")
     for name, counts in result["checks"].items():
         print(f"  {name:32} passed {counts['passed']:6}  failed {counts['failed']}")
+    for note in result["notes"]:
+        print(f"note:        {note}")
     for failure in result["failure_details"][:20]:
         print(f"\n{failure['operation']} [{failure['check']}] {failure.get('status')}")
         print(f"  {failure['problem'][:500]}")
