@@ -2,8 +2,9 @@
 
 Two kinds of caller: a machine client of SMART Backend Services (``his.fhirapi.smart``)
 with the system scopes it was given and, optionally, the facilities it may see; and a
-staff member with a token of ``/api/v1/auth/token``, who may read and search every type
-and write what their role allows (the services check the role, as for the UI).
+staff member with a token of ``/api/v1/auth/token``, whose scopes follow their roles: a
+type is read and searched by the roles that read the same records through the REST API
+and the screens, and written by the roles the writing service allows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from his.fhirapi import scopes as scope_rules
 from his.fhirapi.outcome import FhirError
 from his.models import Role
 from his.services import auth
-from his.services.access import Principal
+from his.services.access import AUDIT_ROLES, PATIENT_ROLES, REGISTRATION_ROLES, Principal
+from his.services.encounters import CLINICAL_READ_ROLES, RESULT_ROLES
+from his.services.prescriptions import READ_ROLES as PRESCRIPTION_READ_ROLES
 
 # Staff with these roles may use the FHIR API with their own token.
 STAFF_ROLES = frozenset(
@@ -33,7 +36,52 @@ STAFF_ROLES = frozenset(
         Role.AUDITOR,
     }
 )
-_STAFF_SCOPES = scope_rules.parse_all("system/*.cruds")
+
+# Which staff roles read (r, s) each type: the same role groups as the services that read
+# those records for the screens and the REST API, so a token does not reach through FHIR
+# what the role is refused elsewhere (a cashier's clinical notes, an auditor's patients).
+_DIRECTORY = tuple(STAFF_ROLES)
+_CLAIM_ROLES = (Role.ADMIN, Role.CASHIER)  # billing.claim_files.CLAIM_ROLES
+STAFF_READERS: dict[str, tuple[Role, ...]] = {
+    "Patient": PATIENT_ROLES,
+    "Coverage": PATIENT_ROLES,
+    "AllergyIntolerance": PATIENT_ROLES,
+    "Encounter": CLINICAL_READ_ROLES,
+    "Condition": CLINICAL_READ_ROLES,
+    "Observation": CLINICAL_READ_ROLES,
+    "DiagnosticReport": CLINICAL_READ_ROLES,
+    "ServiceRequest": CLINICAL_READ_ROLES,
+    "MedicationRequest": PRESCRIPTION_READ_ROLES,
+    "MedicationDispense": PRESCRIPTION_READ_ROLES,
+    "Claim": _CLAIM_ROLES,
+    "Group": (Role.ADMIN, Role.INTEGRATION),  # export groups, for data platforms
+    "AuditEvent": AUDIT_ROLES,
+    "Practitioner": _DIRECTORY,
+    "PractitionerRole": _DIRECTORY,
+    "Organization": _DIRECTORY,
+    "Location": _DIRECTORY,
+    "Medication": _DIRECTORY,
+    "CodeSystem": _DIRECTORY,
+    "ValueSet": _DIRECTORY,
+    "StructureDefinition": _DIRECTORY,
+}
+# Who creates (c) and updates (u) the types that accept writes; the services check again.
+STAFF_WRITERS: dict[str, tuple[str, tuple[Role, ...]]] = {
+    "Patient": ("cu", REGISTRATION_ROLES),
+    "AllergyIntolerance": ("c", REGISTRATION_ROLES),
+    "Observation": ("c", RESULT_ROLES),
+    "DiagnosticReport": ("c", RESULT_ROLES),
+}
+
+
+def staff_scopes(roles: frozenset[Role] | set[Role]) -> tuple[scope_rules.Scope, ...]:
+    granted = [f"system/{t}.rs" for t, who in STAFF_READERS.items() if not roles.isdisjoint(who)]
+    granted += [
+        f"system/{t}.{letters}"
+        for t, (letters, who) in STAFF_WRITERS.items()
+        if not roles.isdisjoint(who)
+    ]
+    return tuple(scope_rules.parse_all(" ".join(granted)))
 
 
 @dataclass(frozen=True)
@@ -104,6 +152,6 @@ def _staff_access(token: str) -> FhirAccess | None:
     # Staff see the records of their own facility, as in the UI; the patient index is shared.
     return FhirAccess(
         principal=principal,
-        scopes=tuple(_STAFF_SCOPES),
+        scopes=staff_scopes(frozenset(user.roles)),
         facility_ids=frozenset({user.facility_id}),
     )

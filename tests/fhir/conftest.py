@@ -10,8 +10,10 @@ FHIR_JSON = "application/fhir+json"
 
 @pytest.fixture
 def staff_token(db_session, login_token):
-    """A doctor's token of /api/v1/auth/token: staff may use the FHIR API with it."""
-    user = UserFactory(roles=(Role.DOCTOR,))
+    """A token of /api/v1/auth/token: staff may use the FHIR API with it. A staff token's
+    scopes follow the user's roles; a doctor who is also a cashier and an integration
+    reads every type but the audit trail (claims: cashier; export groups: integration)."""
+    user = UserFactory(roles=(Role.DOCTOR, Role.CASHIER, Role.INTEGRATION))
     return login_token(user.username)["Authorization"].removeprefix("Bearer ")
 
 

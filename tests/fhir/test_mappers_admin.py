@@ -348,7 +348,7 @@ def test_a_patient_group_lists_its_members(db_session, fhir_get, token_for):
     db_session.flush()
     db_session.add(FhirGroupMember(group_id=group.id, patient_id=first.id))
     db_session.commit()
-    token = token_for(facility)
+    token = token_for(facility, roles=(Role.INTEGRATION,))  # export groups: integrations
     body = fetch(fhir_get, f"/fhir/Group/{group.id}", token)
     assert body["type"] == "person" and body["actual"] is True
     assert body["name"] == "BHXH tỉnh: đợt 11"

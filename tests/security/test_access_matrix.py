@@ -81,6 +81,14 @@ class Site:
     ids: dict[str, object] = field(default_factory=dict)
     fhir_ids: dict[str, str] = field(default_factory=dict)
 
+    def fhir_ids_of(self, session, resource_type: str) -> str:
+        return session.scalars(
+            select(FhirResource.resource_id).where(
+                FhirResource.resource_type == resource_type,
+                FhirResource.facility_id == self.facility_id,
+            )
+        ).first()
+
 
 def _site(session, code: str, icd) -> Site:
     """A hospital with a user of every role, an examined fee-paying visit with an order and
@@ -565,3 +573,26 @@ def test_no_record_of_another_facility_is_reached(make_app, db_session, backend)
     print(f"\n{backend}: {urls} urls of facility B, {count} requests")
     assert urls > 50 and count > 200  # the walk really covered the records
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_staff_token_reaches_through_fhir_only_what_the_role_reaches_elsewhere(
+    client, db_session, login_token
+):
+    """Found by the walk: every staff token carried system/*.cruds, so a cashier read
+    clinical records and an auditor patients through FHIR that REST refused them."""
+    site = _site(db_session, "91003", icd10_lists(db_session)[0])
+    db_session.commit()
+    encounter = f"/fhir/Encounter/{site.fhir_ids_of(db_session, 'Encounter')}"
+    patient = f"/fhir/Patient/{site.ids['patient_id']}"
+
+    def get(role: Role, url: str) -> int:
+        headers = {**login_token(site.users[role].username), **FHIR_JSON}
+        return client.get(url, headers=headers).status_code
+
+    rest_encounter = f"/api/v1/encounters/{site.ids['encounter_id']}"
+    assert get(Role.CASHIER, rest_encounter) == 403
+    assert get(Role.CASHIER, encounter) == 403
+    assert get(Role.DOCTOR, encounter) == 200
+    assert get(Role.AUDITOR, f"/api/v1/patients/{site.ids['patient_id']}") == 403
+    assert get(Role.AUDITOR, patient) == 403
+    assert get(Role.RECEPTIONIST, patient) == 200
