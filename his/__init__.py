@@ -50,9 +50,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.cookie_secure,
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        # The session cookie lasts as long as the browser; his.authn ends it sooner
+        # (HIS_SESSION_IDLE_MINUTES, HIS_SESSION_MAX_HOURS). No remember-me cookie is
+        # issued; these flags only keep one safe should it ever be.
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.session_max_hours),
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.cookie_secure,
+        REMEMBER_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         JSON_SORT_KEYS=False,
     )

@@ -95,7 +95,6 @@ def _enforce_session_timeouts() -> None:
         or now - login_at > settings.session_max_hours * 3600
     ):
         session.clear()
-        g.session_expired = True
         return
     session["seen_at"] = int(now)
 

@@ -65,9 +65,13 @@ def _logout(client):
 
 def test_session_cookie_is_httponly_and_samesite(client, db_session):
     user = UserFactory()
-    header = _set_cookie(log_in(client, user.username))
+    response = log_in(client, user.username)
+    header = _set_cookie(response)
     assert "HttpOnly" in header
     assert "SameSite=Lax" in header
+    # A browser-session cookie (no expiry), and no long-lived remember-me cookie at all.
+    assert "Expires=" not in header and "Max-Age=" not in header
+    assert [h for h in response.headers.getlist("Set-Cookie") if "remember" in h] == []
     # The test settings run over plain http (HIS_COOKIE_SECURE defaults to false outside
     # production); the next test turns it on.
     assert "Secure" not in header
