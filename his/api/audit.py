@@ -35,7 +35,10 @@ class AuditEventSchema(ma.Schema):
     occurred_at = fields.DateTime()
     user_id = fields.Integer(allow_none=True)
     username = fields.String(allow_none=True)
-    roles = fields.Function(lambda e: e.roles.split(",") if e.roles else [])
+    roles = fields.Function(
+        lambda e: e.roles.split(",") if e.roles else [],
+        metadata={"type": "array", "items": {"type": "string"}},
+    )
     facility_id = fields.Integer(allow_none=True)
     action = fields.Enum(AuditAction, by_value=True)
     entity_type = fields.String(allow_none=True)

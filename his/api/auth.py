@@ -15,6 +15,7 @@ from his.api.blueprint import Blueprint
 from his.api.schemas import FacilitySchema, problem_doc
 from his.authn import bearer_token, lockout_policy, login_limits
 from his.context import db_session, principal
+from his.models import Role
 from his.problems import error_response
 from his.services import auth
 
@@ -39,7 +40,7 @@ class MeSchema(ma.Schema):
     id = fields.Integer()
     username = fields.String()
     full_name = fields.String()
-    roles = fields.List(fields.String())
+    roles = fields.List(fields.String(metadata={"enum": [r.value for r in Role]}))
     facility = fields.Nested(FacilitySchema)
     locale = fields.String(allow_none=True)
 

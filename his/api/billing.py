@@ -17,6 +17,7 @@ from his.api.schemas import problem_doc
 from his.context import db_session, principal
 
 blp = Blueprint("billing", __name__, description="Bills, BHYT co-payment, payments, receipts")
+CHARGE_KINDS = [kind.value for kind in ChargeKind]
 
 _MONEY = {"description": "Integer VND"}
 
@@ -34,7 +35,7 @@ class FiguresSchema(Schema):
 class BillLineSchema(Schema):
     charge_id = fields.Integer(attribute="charge.id")
     bill_id = fields.Integer(attribute="charge.bill_id")
-    kind = fields.String(attribute="charge.kind.value")
+    kind = fields.String(attribute="charge.kind.value", metadata={"enum": CHARGE_KINDS})
     code = fields.String(attribute="charge.code")
     name = fields.String(attribute="charge.name")
     unit = fields.String(attribute="charge.unit", allow_none=True)
@@ -93,7 +94,10 @@ class VisitBillSchema(FiguresSchema):
     rules = fields.List(fields.String(), attribute="split.rules")
     lines = fields.Method("_lines")
     bills = fields.List(fields.Nested(BillPartSchema))
-    open_bill_id = fields.Function(lambda vb: vb.open_bill.bill.id if vb.open_bill else None)
+    open_bill_id = fields.Function(
+        lambda vb: vb.open_bill.bill.id if vb.open_bill else None,
+        metadata={"type": "integer", "nullable": True},
+    )
     balance = fields.Integer(metadata={"description": "What the patient still owes (VND)"})
     vietqr = fields.String(
         allow_none=True,
@@ -356,7 +360,7 @@ class ChargeSchema(Schema):
     id = fields.Integer()
     visit_id = fields.Integer()
     bill_id = fields.Integer()
-    kind = fields.String(attribute="kind.value")
+    kind = fields.String(attribute="kind.value", metadata={"enum": CHARGE_KINDS})
     code = fields.String()
     name = fields.String()
     unit = fields.String(allow_none=True)

@@ -79,7 +79,8 @@ class DrugItemSchema(ma.Schema):
     id = fields.Integer()
     code = fields.String(metadata={"description": "The facility's drug code"})
     name = fields.Function(
-        _drug_name, metadata={"description": "Active ingredient and strength (brand)"}
+        _drug_name,
+        metadata={"description": "Active ingredient and strength (brand)", "type": "string"},
     )
     active_ingredient = fields.String()
     brand = fields.String(allow_none=True)

@@ -9,9 +9,10 @@ from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
 from his.api.etags import ETAG_HEADER, if_match, with_etag
+from his.api.patients import PARTIAL_DATE
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
-from his.models import Disposition, PriorityReason
+from his.models import Disposition, PriorityReason, Sex, VisitStatus
 from his.services import encounters as service
 
 blp = Blueprint(
@@ -31,11 +32,14 @@ class WorklistEntrySchema(ma.Schema):
     visit_code = fields.String()
     patient_id = fields.Integer()
     patient_name = fields.String(attribute="patient.full_name")
-    sex = fields.Function(lambda v: v.patient.sex.value)
-    birth_date = fields.Function(lambda v: v.patient.birth.iso())
+    sex = fields.Function(
+        lambda v: v.patient.sex.value,
+        metadata={"type": "string", "enum": [s.value for s in Sex]},
+    )
+    birth_date = fields.Function(lambda v: v.patient.birth.iso(), metadata=PARTIAL_DATE)
     queue_number = fields.Integer()
     priority_reason = fields.Enum(PriorityReason, by_value=True, allow_none=True)
-    status = fields.String()
+    status = fields.String(metadata={"enum": [s.value for s in VisitStatus]})
     called_at = fields.DateTime(allow_none=True)
     started_at = fields.DateTime(allow_none=True)
 
@@ -192,7 +196,7 @@ class OrderSchema(ma.Schema):
     encounter_id = fields.Integer()
     service_code = fields.String()
     service_name = fields.String(attribute="service.name")
-    kind = fields.Function(lambda o: o.service.kind.value)
+    kind = fields.Function(lambda o: o.service.kind.value, metadata={"type": "string"})
     quantity = fields.Integer()
     note = fields.String(allow_none=True)
     status = fields.String(metadata={"enum": ["ordered", "resulted", "cancelled"]})

@@ -19,6 +19,8 @@ from his.services import patients as service
 blp = Blueprint("patients", __name__, description="The shared patient index")
 
 STR = {"allow_none": True}
+# How the API writes a date of birth that may lack its day or month.
+PARTIAL_DATE = {"type": "string", "pattern": "^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$"}
 
 
 class AddressSchema(ma.Schema):
@@ -128,12 +130,16 @@ class PatientSchema(ma.Schema):
     given_name = fields.String(allow_none=True)
     sex = fields.String(metadata={"enum": ["male", "female", "undetermined"]})
     birth_date = fields.Function(
-        lambda p: p.birth.iso(), metadata={"description": "YYYY, YYYY-MM or YYYY-MM-DD"}
+        lambda p: p.birth.iso(),
+        metadata={"description": "YYYY, YYYY-MM or YYYY-MM-DD", **PARTIAL_DATE},
     )
     birth_date_display = fields.Function(
-        lambda p: p.birth.display(), metadata={"description": "dd/mm/yyyy, mm/yyyy or yyyy"}
+        lambda p: p.birth.display(),
+        metadata={"description": "dd/mm/yyyy, mm/yyyy or yyyy", "type": "string"},
     )
-    cccd = fields.Function(lambda p: p.identifier("cccd"))
+    cccd = fields.Function(
+        lambda p: p.identifier("cccd"), metadata={"type": "string", "nullable": True}
+    )
     phone = fields.String(allow_none=True)
     ethnicity_code = fields.String(allow_none=True)
     nationality = fields.String()
@@ -146,7 +152,8 @@ class PatientSchema(ma.Schema):
             "legacy_province_code": p.legacy_province_code,
             "legacy_district_code": p.legacy_district_code,
             "legacy_commune_code": p.legacy_commune_code,
-        }
+        },
+        metadata={"allOf": [{"$ref": "#/components/schemas/Address"}]},
     )
     identifiers = fields.List(fields.Nested(IdentifierOutSchema))
     allergies = fields.List(fields.Nested(AllergySchema))
@@ -160,7 +167,8 @@ class PatientSchema(ma.Schema):
                 "phone": p.guardian_phone,
                 "cccd": p.guardian_cccd,
             }
-        )
+        ),
+        metadata={"allOf": [{"$ref": "#/components/schemas/Guardian"}], "nullable": True},
     )
     insurance = fields.Nested(InsuranceOutSchema, attribute="coverage", allow_none=True)
     insurance_history = fields.List(fields.Nested(InsuranceOutSchema), attribute="coverages")

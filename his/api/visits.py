@@ -12,7 +12,7 @@ from his.api.openapi import link
 from his.api.pagination import SelectPage
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
-from his.models import Payment, PriorityReason, VisitType
+from his.models import Payment, PriorityReason, VisitStatus, VisitType
 from his.services import visits as service
 
 blp = Blueprint("visits", __name__, description="Visits, rooms and queues at your facility")
@@ -55,7 +55,8 @@ class VisitSchema(ma.Schema):
                 "date": v.referral_date.isoformat() if v.referral_date else None,
                 "diagnosis": v.referral_diagnosis,
             }
-        )
+        ),
+        metadata={"type": "object", "nullable": True},
     )
     priority_reason = fields.Enum(PriorityReason, by_value=True, allow_none=True)
     queue_date = fields.Date(allow_none=True)
@@ -84,7 +85,7 @@ class QueueEntrySchema(ma.Schema):
     queue_number = fields.Integer()
     priority_reason = fields.Enum(PriorityReason, by_value=True, allow_none=True)
     patient_name = fields.String(attribute="patient.full_name")
-    status = fields.String()
+    status = fields.String(metadata={"enum": [s.value for s in VisitStatus]})
     called_at = fields.DateTime(allow_none=True)
 
 
