@@ -98,6 +98,9 @@ CONNECT_TIMEOUT = 5
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # A failed statement's values (a name, a CCCD) would otherwise be in the exception's
+    # text, and so in the log line of every error that is logged with its traceback.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)

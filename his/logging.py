@@ -7,6 +7,7 @@ through the same processors.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -45,6 +46,19 @@ def drop_phi(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any
     return event
 
 
+# PostgreSQL's DETAIL line repeats the values a constraint refused ("Key (type, system, value)=
+# (cccd, , 079190012345) already exists", "Failing row contains (...)"). The engine hides the
+# statement's parameters (his.db); this keeps the server's own copy out of logged tracebacks.
+_DB_DETAIL = re.compile(r"^(\s*DETAIL:).*$", re.MULTILINE)
+
+
+def drop_db_detail(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    text = event.get("exception")
+    if isinstance(text, str) and "DETAIL:" in text:
+        event["exception"] = _DB_DETAIL.sub(r"\1 [removed]", text)
+    return event
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -69,6 +83,7 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            drop_db_detail,
             renderer,
         ],
     )
