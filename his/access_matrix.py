@@ -351,8 +351,9 @@ def fhir_roles(resource_type: str, interaction: str) -> frozenset[Role] | None:
 
 
 # Records another facility may read. The code has no referral record a receiving
-# facility could be granted: a visit keeps the referring facility's code, letter number
-# and date (Visit.referral_from_facility_code ...) as text, so there is no exception here.
+# facility could be granted: the sender's encounter keeps the target's code
+# (Encounter.refer_to_facility_code) and the receiver's visit the sender's code, letter
+# number and date (Visit.referral_from_facility_code ...), as text; so no exception here.
 CROSS_FACILITY_EXCEPTIONS: tuple[str, ...] = ()
 
 # Machine clients of FHIR (SMART Backend Services) are not users with roles: what they
@@ -401,9 +402,12 @@ def render() -> str:
         "",
         "## Cross-facility reads",
         "",
-        "None. A visit referred from another facility keeps the referring facility's code, "
-        "letter number and date as text on the visit; the referring facility gets no "
-        "access to the receiving facility's records, and no referral record grants any.",
+        "None. A referral is recorded as text on each side: the referring doctor's "
+        "encounter keeps the target facility's code (`refer_to_facility_code`, disposition "
+        "*refer out*), and the receiving facility's visit keeps the referring facility's "
+        "code, letter number and date (`referral_from_facility_code`, ...). Neither grants "
+        "the other facility any access: the receiving facility reads the shared patient "
+        "index and the paper or electronic referral letter, not the sender's encounter.",
         "",
         "## Routes",
         "",
