@@ -84,7 +84,7 @@ def main() -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"operations:  {result['operations']}")
-    print(f"requests:    {result['requests']}")
+    print(f"requests:    {result['requests']} ({result['stateful_requests']} in link chains)")
     print(f"failures:    {result['failures']}")
     print(f"statuses:    {result['statuses']}")
     for name, counts in result["checks"].items():

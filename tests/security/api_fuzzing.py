@@ -166,6 +166,11 @@ class Report:
         return {
             "operations": self.operations,
             "requests": self.requests,
+            "stateful_requests": sum(
+                sum(counts.values())
+                for label, counts in self.by_operation.items()
+                if label.startswith("stateful ")
+            ),
             "failures": len(self.failures),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "checks": {
