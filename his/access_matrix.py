@@ -46,6 +46,11 @@ EVERYTHING = (
     "the user may read"
 )
 
+AUDIT_TRAIL = (
+    "own facility and the facilities under it, and events tied to no facility "
+    "(a failed login with an unknown username)"
+)
+HL7_ALL = "every facility's HL7 messages: the interface operator's view (see cross-facility)"
 FHIR_GENERIC = "per resource type: see the FHIR table"
 BUILDER = "the prescription form, read-only in effect: saving it needs the doctor role"
 
@@ -185,11 +190,9 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("/admin/fhir-clients/", "GET"): _a(ADMIN, CATALOG),
     ("/admin/fhir-clients/", "POST"): _a(ADMIN, CATALOG),
     ("/admin/fhir-clients/<client_id>/<any(disable, enable):action>", "POST"): _a(ADMIN, CATALOG),
-    ("/admin/hl7/", "GET"): _a(ADMIN, "messages of every facility (an operator's view)"),
-    ("/admin/hl7/<any(in, out):direction>/<int:message_id>", "GET"): _a(
-        ADMIN, "messages of every facility (an operator's view)"
-    ),
-    ("/admin/hl7/out/<int:message_id>/<any(resend, discard):action>", "POST"): _a(ADMIN),
+    ("/admin/hl7/", "GET"): _a(ADMIN, HL7_ALL),
+    ("/admin/hl7/<any(in, out):direction>/<int:message_id>", "GET"): _a(ADMIN, HL7_ALL),
+    ("/admin/hl7/out/<int:message_id>/<any(resend, discard):action>", "POST"): _a(ADMIN, HL7_ALL),
     ("/admin/hl7/peers", "GET"): _a(ADMIN, CATALOG),
     ("/admin/hl7/peers", "POST"): _a(ADMIN, CATALOG),
     ("/admin/hl7/peers/<int:peer_id>/<any(disable, enable):action>", "POST"): _a(ADMIN, CATALOG),
@@ -203,7 +206,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("/api/v1/catalogs/services", "GET"): _a(STAFF, CATALOG),
     ("/api/v1/billing/params", "GET"): _a(STAFF, CATALOG),
     ("/api/v1/billing/params", "POST"): _a(ADMIN, CATALOG),
-    ("/api/v1/audit-events", "GET"): _a(AUDIT, "every facility's audit trail"),
+    ("/api/v1/audit-events", "GET"): _a(AUDIT, AUDIT_TRAIL),
     ("/api/v1/patients", "GET"): _a(PATIENT, SHARED),
     ("/api/v1/patients", "POST"): _a(REGISTRATION, SHARED),
     ("/api/v1/patients/<int:patient_id>", "GET"): _a(PATIENT, SHARED),
@@ -271,7 +274,7 @@ ROUTES: dict[tuple[str, str], Access] = {
 
 # The audit trail and the conformance artefacts have their own FHIR routes.
 for _type, _roles, _records in (
-    ("AuditEvent", AUDIT, "every facility's audit trail"),
+    ("AuditEvent", AUDIT, AUDIT_TRAIL),
     ("CodeSystem", STAFF, CATALOG),
     ("ValueSet", STAFF, CATALOG),
     ("StructureDefinition", STAFF, CATALOG),
@@ -355,13 +358,24 @@ def fhir_roles(resource_type: str, interaction: str) -> frozenset[Role] | None:
 # (Encounter.refer_to_facility_code) and the receiver's visit the sender's code, letter
 # number and date (Visit.referral_from_facility_code ...), as text; so no exception here.
 CROSS_FACILITY_EXCEPTIONS: tuple[str, ...] = ()
+# Two operator views are not bound to the user's own facility (they hold no visit or
+# clinical record of their own, but the messages and events name patients).
+OPERATOR_VIEWS: tuple[str, ...] = (
+    "The audit trail (`/api/v1/audit-events`, FHIR AuditEvent; admin, auditor): the "
+    "user's facility and the facilities under it in the hierarchy, as a provincial "
+    "hospital's auditor oversees its commune stations.",
+    "The HL7 v2 monitor (`/admin/hl7/...`; admin): the messages of every peer, whatever "
+    "the admin's facility: the listener and its peers are run for the whole deployment, "
+    "and the raw messages name patients. Narrowing it to the peers of the admin's "
+    "facility is open (messages from an unknown sender have no facility).",
+)
 
 # Machine clients of FHIR (SMART Backend Services) are not users with roles: what they
 # may do is their token's system scopes, granted at registration (admin, /admin/fhir-clients),
 # and the facilities named there.
 FHIR_CLIENT_RULE = (
     "A registered FHIR client acts with the system scopes of its access token "
-    "(system/<type>.<cruds>, v1 read/write accepted; granular ?query scopes grant nothing) "
+    "(`system/<type>.<cruds>`, v1 read/write accepted; granular `?query` scopes grant nothing) "
     "on the facilities it was registered for (none named: every facility). Writes are still "
     "limited to the types in the FHIR table that accept them."
 )
@@ -383,8 +397,8 @@ def _cell(roles: frozenset[Role] | None, role: Role) -> str:
 def render() -> str:
     """docs/access-matrix.md."""
     roles = list(Role)
-    head = "| route | method | " + " | ".join(r.value for r in roles) + " | records |"
-    rule = "|" + "---|" * (len(roles) + 3)
+    head = "| route | method | anonymous | " + " | ".join(r.value for r in roles) + " | records |"
+    rule = "|" + "---|" * (len(roles) + 4)
     lines = [
         "# Access matrix",
         "",
@@ -402,12 +416,17 @@ def render() -> str:
         "",
         "## Cross-facility reads",
         "",
-        "None. A referral is recorded as text on each side: the referring doctor's "
+        "Visits and clinical records: none, on every screen, REST route and FHIR "
+        "interaction. A referral is recorded as text on each side: the referring doctor's "
         "encounter keeps the target facility's code (`refer_to_facility_code`, disposition "
         "*refer out*), and the receiving facility's visit keeps the referring facility's "
         "code, letter number and date (`referral_from_facility_code`, ...). Neither grants "
         "the other facility any access: the receiving facility reads the shared patient "
         "index and the paper or electronic referral letter, not the sender's encounter.",
+        "",
+        "Operator views that reach beyond the user's facility:",
+        "",
+        *[f"- {view}" for view in OPERATOR_VIEWS],
         "",
         "## Routes",
         "",
@@ -416,9 +435,10 @@ def render() -> str:
     ]
     for (path, method), access in sorted(ROUTES.items()):
         if access.note == FHIR_GENERIC:
-            cells = ["FHIR"] * len(roles)
+            cells = ["—"] + ["FHIR"] * len(roles)
         else:
-            cells = [_cell(access.roles, r) for r in roles]
+            cells = ["yes" if access.roles is None else "—"]
+            cells += [_cell(access.roles, r) for r in roles]
         records = access.records + (f" ({access.note})" if access.note else "")
         lines.append(f"| `{path}` | {method} | " + " | ".join(cells) + f" | {records} |")
     lines += [
@@ -448,7 +468,7 @@ def render() -> str:
             f"{_roles_text(entry.update) if entry.update else '405'} | {entry.records} |"
         )
     lines += [
-        "| AuditEvent | admin, auditor | 405 | 405 | every facility's audit trail |",
+        f"| AuditEvent | admin, auditor | 405 | 405 | {AUDIT_TRAIL} |",
         "| CodeSystem, ValueSet, StructureDefinition | any logged-in user | 405 | 405 | "
         + CATALOG
         + " |",

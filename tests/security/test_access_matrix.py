@@ -30,7 +30,15 @@ from billing import bills, payments
 from billing.models import Charge, PaymentMethod
 from his import access_matrix as matrix
 from his import create_app
-from his.models import FhirGroup, FhirGroupMember, FhirResource, Payment, PrescriptionStatus, Role
+from his.models import (
+    AuditEvent,
+    FhirGroup,
+    FhirGroupMember,
+    FhirResource,
+    Payment,
+    PrescriptionStatus,
+    Role,
+)
 from his.services import auth
 from his.services import encounters as encounter_service
 from his.services import patients as patient_service
@@ -563,6 +571,16 @@ def _walk_other_facility(app, db_session, callers: dict, theirs: Site):
         }
         if response.status_code != 200 or got & theirs_rows:
             wrong.append(f"{role.value} {everything}: {response.status_code} {got & theirs_rows}")
+    # The audit trail of a facility that is not under the user's is not theirs either.
+    assert db_session.scalar(
+        select(AuditEvent.id).where(AuditEvent.facility_id == theirs.facility_id).limit(1)
+    ), "facility B has audit events to hide"
+    for role in sorted(matrix.AUDIT, key=ROLES.index):
+        url = f"/api/v1/audit-events?facility_id={theirs.facility_id}"
+        response = callers[role].call("GET", url, {})
+        count += 1
+        if response.status_code != 200 or response.get_json():
+            wrong.append(f"{role.value} {url}: {response.status_code} {response.get_json()}")
     # A search finds nothing of another facility either, not even by its id.
     for resource_type, resource_id in theirs.fhir_ids.items():
         if matrix.FHIR_TYPES.get(resource_type, None) is None:
