@@ -310,12 +310,12 @@ class Api:
 
 
 class People:
-    """Unique new patients: the CCCD is 12 digits, province 089 (An Giang), the serial last."""
+    """Unique new patients (the database is a fresh one): the CCCD is 12 digits, province
+    089 (An Giang), the century/sex digit and year of birth, then the serial number."""
 
-    def __init__(self, run: int):
+    def __init__(self) -> None:
         self.serial = itertools.count(1)
         self.lock = threading.Lock()
-        self.run = run % 1000
 
     def next(self, rng: random.Random) -> dict:
         with self.lock:
@@ -324,13 +324,12 @@ class People:
         female = rng.random() < 0.5
         family, given = rng.choice(FAMILIES), rng.choice(GIVENS)
         middle = "Thị" if female else "Văn"
-        cccd = f"089{1 if female else 0}{year % 100:02d}{self.run:03d}{n:03d}"
         return {
             "full_name": f"{family} {middle} {given}",
             "sex": "female" if female else "male",
             "birth_date": f"{year}-{1 + n % 12:02d}-{1 + n % 28:02d}",
-            "cccd": cccd,
-            "phone": f"09{self.run:03d}{n:05d}",
+            "cccd": f"089{1 if female else 0}{year % 100:02d}{n:06d}",
+            "phone": f"09{n:08d}",
             "allow_possible_duplicate": True,  # few names, many patients
         }
 
@@ -616,7 +615,7 @@ def run_faults(
                 raise SystemExit(f"no rooms at facility {setup.facility_code}")
             reception_token = token(web_port, setup.receptionist, setup.password)
             cashier_token = token(web_port, setup.cashier, setup.password) if setup.cashier else ""
-            people = People(run_id)
+            people = People()
             visits_for_cashier: list[int] = []
             for n in range(receptionists):
                 api = Api(web_port, reception_token, tally, pause)
