@@ -1,18 +1,24 @@
 """Every route of the app, for every role, against the access matrix (his/access_matrix.py).
 
-One walk per backend: a user of each role at facility A plus an anonymous caller request
-every rule and method of ``app.url_map`` (the FHIR routes of any type once per resource
-type) with real ids of facility A's records. A role the matrix allows must not meet 401/403
-or the login page; a role it does not allow must get 403; an anonymous caller 401 (REST,
-FHIR) or the login redirect (web). A second walk asks for facility B's records with the
-same users: visits and clinical records must be refused (404 or 403), there being no
-cross-facility exception in the matrix.
+One walk per backend, with a user of each role at facility A and an anonymous caller:
+
+1. Facility B's records (visits, encounters, orders, diagnoses, prescriptions, bills,
+   payments, charges, rooms, export groups and their FHIR resources), asked for with every
+   method by each role that may use the route at its own facility: each answer must be
+   404 or 403, since the matrix has no cross-facility exception for them; FHIR searches by
+   B's ids find nothing, $everything of a patient seen at both carries none of B's
+   records, and B's audit trail stays hidden.
+2. Every rule and method of ``app.url_map`` (the FHIR routes of any type once per
+   resource type for read and search, per access class for the other interactions) with
+   real ids of facility A's records. A role the matrix allows must not meet 401/403 or the
+   login page; a role it does not allow must get 403; an anonymous caller 401 (REST,
+   FHIR) or the login redirect (web); an interaction not offered 405 for everyone.
 
 Bodies: REST views validate their body before the view (and so the service) runs, so an
 empty body would meet 422 whatever the role and prove nothing about the role check. Each
-write therefore gets a body that passes validation (REQUESTS below); an allowed role may
+write therefore gets a body that passes validation (``requests_for``); an allowed role may
 still meet 404/409/422 from the service (a state or a business rule), which is not a
-refusal of the role.
+refusal of the role. FHIR checks the token's scopes before it reads the body.
 """
 
 from __future__ import annotations
