@@ -23,7 +23,7 @@ from billing.claims import (
 )
 from billing.claims import formats as f
 from tests.billing.test_claim_samples import FACILITY, outpatient_claim
-from tests.properties import BOUNDED
+from tests.properties import BOUNDED, scaled
 
 AMOUNT_WRITERS = [
     (f.money, f.MONEY_PLACES),
@@ -105,7 +105,7 @@ names = st.text(
 )
 
 
-@settings(BOUNDED, max_examples=60)
+@settings(BOUNDED, max_examples=scaled(60))
 @given(names, names)
 def test_claim_text_reads_back_from_the_file_or_the_claim_is_refused(name, address):
     claim = outpatient_claim(ho_ten=name, dia_chi=address)
@@ -119,7 +119,7 @@ def test_claim_text_reads_back_from_the_file_or_the_claim_is_refused(name, addre
     assert row["DIA_CHI"] == unicodedata.normalize("NFC", address)
 
 
-@settings(BOUNDED, max_examples=30)
+@settings(BOUNDED, max_examples=scaled(30))
 @given(names)
 def test_the_envelope_carries_each_table_unchanged(name):
     claim = outpatient_claim(ho_ten=name)

@@ -21,7 +21,7 @@ from his.hl7v2 import batch
 from his.hl7v2.ack import ErrorDetail, build_ack, encode_ack, parse_ack
 from his.hl7v2.builder import MessageBuilder, Repeat
 from his.hl7v2.codec import DecodeError, Delimiters, Hl7Error, parse
-from tests.properties import BOUNDED
+from tests.properties import BOUNDED, scaled
 
 pytestmark = pytest.mark.usefixtures("babel_context")
 
@@ -127,7 +127,7 @@ def test_the_ack_of_a_generated_message_acknowledges_its_control_id(case, code, 
         assert [(e.code, e.location, e.text) for e in ack.errors] == [(207, "PID^1^5", text)]
 
 
-@settings(BOUNDED, max_examples=300)
+@settings(BOUNDED, max_examples=scaled(300))
 @given(mutated())
 # Found by this test: a line of two characters ("!M") made the reader index past its end.
 @example(b"MSH|^~\\&|A|B|C|D|20260301||ADT^A04|1|P|2.5\rPID|1\r|M\r")

@@ -32,7 +32,7 @@ from his.models import Hl7Peer, PeerMode
 from tests import factories
 from tests.hl7v2.peer import LoopThread, RawSender
 from tests.hl7v2.test_inbound import a04
-from tests.properties import BOUNDED
+from tests.properties import BOUNDED, scaled
 from tests.properties.test_hl7_properties import adt_messages, mutated
 
 MAX_FRAME = 4096
@@ -134,7 +134,7 @@ def streams(draw):
     return data, expected, cuts, ending == "oversized"
 
 
-@settings(BOUNDED, max_examples=40)
+@settings(BOUNDED, max_examples=scaled(40))
 @given(streams())
 def test_every_complete_frame_is_answered_then_the_connection_closes_cleanly(running, stream):
     data, expected, cuts, oversized = stream
