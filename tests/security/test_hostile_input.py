@@ -399,3 +399,6 @@ def test_static_and_api_doc_assets_cannot_be_reached_by_path_traversal(client, d
             text = response.get_data()
             assert b"HIS_SECRET_KEY" not in text and b"root:" not in text
     assert client.get("/static/favicon.svg").status_code == 200  # the folder itself is served
+    # Claim files are served from the database by visit number: no path reaches the disk.
+    for name in TRAVERSALS:
+        assert client.get(f"/api/v1/claims/{name}/xml").status_code in (400, 404), name
