@@ -7,11 +7,14 @@ import json
 from typing import Any
 
 import flask_smorest
+from flask import request
 from flask_babel import lazy_gettext as _l
 from flask_smorest import abort
 from flask_smorest.pagination import PaginationMetadataSchema
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import NotFound
 
+from his.api.openapi import MAX_ID
 from his.api.pagination import open_ended_metadata
 
 
@@ -50,8 +53,20 @@ class _Parser(FlaskParser):
 _TOO_DEEP = "nested too deeply"
 
 
+def _ids_in_range() -> None:
+    """An id past MAX_ID names no row: 404, as on SQLite, where PostgreSQL would refuse to
+    compare it with its INTEGER column (a 422 that says the value is too large)."""
+    for value in (request.view_args or {}).values():
+        if isinstance(value, int) and value > MAX_ID:
+            raise NotFound()
+
+
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _Parser()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.before_request(_ids_in_range)
 
     def _document_pagination_metadata(self, spec, resp_doc):
         # The header's value is a JSON object: OpenAPI says so with ``content``, where a

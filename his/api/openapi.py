@@ -21,6 +21,9 @@ from apispec import BasePlugin
 from his.api.schemas import ProblemSchema
 
 PROBLEM_JSON = "application/problem+json"
+# Every row a REST path names has an INTEGER primary key (32-bit on PostgreSQL): a larger
+# id names nothing (his.api.blueprint answers 404 before the database would refuse it).
+MAX_ID = 2**31 - 1
 
 # Header objects of the error responses that carry one.
 ERROR_HEADERS: dict[int, dict[str, Any]] = {
@@ -77,6 +80,12 @@ def _ref(status: int) -> str:
 
 class CommonResponses(BasePlugin):
     """Adds to each operation the error responses that do not depend on its view."""
+
+    def path_helper(self, path=None, operations=None, parameters=None, **kwargs) -> None:
+        for parameter in parameters or []:
+            schema = parameter.get("schema", {}) if isinstance(parameter, dict) else {}
+            if parameter.get("in") == "path" and schema.get("type") == "integer":
+                schema["maximum"] = min(schema.get("maximum", MAX_ID), MAX_ID)
 
     def operation_helper(self, path=None, operations=None, **kwargs) -> None:
         for method, operation in (operations or {}).items():

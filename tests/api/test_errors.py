@@ -24,6 +24,14 @@ def test_404(client, db_session):
     assert body["instance"] == "/api/v1/no-such-thing"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/patients/2147483648", "/api/v1/queues/155418270123"])
+def test_an_id_past_32_bits_names_nothing(client, db_session, login_token, path):
+    """Found by schemathesis: on PostgreSQL such an id reached the INTEGER column and came
+    back 422 ("too large"); it names no row, on either database."""
+    user = UserFactory(roles=(Role.RECEPTIONIST,))
+    _assert_problem(client.get(path, headers=login_token(user.username)), 404)
+
+
 def test_405_names_the_allowed_methods(client, db_session):
     response = client.delete("/api/v1/facilities")
     _assert_problem(response, 405)
