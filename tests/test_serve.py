@@ -33,6 +33,13 @@ def _get(url: str, data: bytes | None = None):
         return error.code, json.loads(error.read())
 
 
+def _ready(base: str) -> bool:
+    try:
+        return _get(base + "/readyz")[0] == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 @pytest.fixture
 def served(backend, fresh_database, tmp_path):
     databases = fresh_database(backend)
@@ -55,15 +62,12 @@ def served(backend, fresh_database, tmp_path):
     process = subprocess.Popen([HIS, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _get(base + "/readyz")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
+        # Generous: on a busy machine a worker still importing the app lets the socket
+        # accept and then answers nothing for seconds.
+        deadline = time.monotonic() + 60
+        while not _ready(base):
             assert process.poll() is None, "his serve exited early"
-            assert time.monotonic() < deadline, "his serve did not become ready in 30 s"
+            assert time.monotonic() < deadline, "his serve did not become ready in 60 s"
             time.sleep(0.2)
         yield base, log
     finally:
