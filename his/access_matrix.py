@@ -120,7 +120,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("/reauth", "POST"): _a(STAFF),
     # --- web: reception ----------------------------------------------------------------------
     ("/reception/", "GET"): _a(STAFF, note="the empty search screen"),
-    ("/reception/search", "GET"): _a(PATIENT, SHARED),
+    ("/reception/search", "POST"): _a(PATIENT, SHARED, note="the query in the body, not the URL"),
     ("/reception/patients/new", "GET"): _a(STAFF, note="an empty form; saving it needs a role"),
     ("/reception/patients/new", "POST"): _a(REGISTRATION, SHARED),
     ("/reception/patients/<int:patient_id>/edit", "GET"): _a(PATIENT, SHARED),
@@ -177,6 +177,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("/pharmacy/stock/receive", "POST"): _a(PHARMACY, OWN_LIST),
     # --- web: cashier and claims -------------------------------------------------------------
     ("/cashier/", "GET"): _a(CASHIER, OWN_LIST),
+    ("/cashier/", "POST"): _a(CASHIER, OWN, note="a visit code, in the body, opens its bill"),
     ("/cashier/rows", "GET"): _a(CASHIER, OWN_LIST),
     ("/cashier/visits/<int:visit_id>", "GET"): _a(CASHIER, OWN),
     ("/cashier/visits/<int:visit_id>/bills/<int:bill_id>/payments", "POST"): _a(CASHIER, OWN),
@@ -208,6 +209,9 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("/api/v1/billing/params", "POST"): _a(ADMIN, CATALOG),
     ("/api/v1/audit-events", "GET"): _a(AUDIT, AUDIT_TRAIL),
     ("/api/v1/patients", "GET"): _a(PATIENT, SHARED),
+    ("/api/v1/patients/search", "POST"): _a(
+        PATIENT, SHARED, note="the GET's search with the query in the body, not the URL"
+    ),
     ("/api/v1/patients", "POST"): _a(REGISTRATION, SHARED),
     ("/api/v1/patients/<int:patient_id>", "GET"): _a(PATIENT, SHARED),
     ("/api/v1/patients/<int:patient_id>", "PATCH"): _a(REGISTRATION, SHARED),

@@ -6,11 +6,12 @@ import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 from flask_login import login_required
+from flask_smorest.pagination import PaginationMetadataSchema, PaginationParameters
 from marshmallow import fields, validate
 
 from his.api.blueprint import Blueprint
 from his.api.etags import ETAG_HEADER, if_match, with_etag
-from his.api.openapi import link
+from his.api.openapi import MAX_ID, link
 from his.api.pagination import open_ended
 from his.api.schemas import problem_doc
 from his.context import db_session, principal
@@ -182,6 +183,14 @@ class SearchArgsSchema(ma.Schema):
     commune_code = fields.String(validate=validate.Length(equal=5))
 
 
+class SearchBodySchema(SearchArgsSchema):
+    """The search's parameters in a JSON body, paging included (the GET has them in its
+    query string)."""
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_ID))
+    page_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+
+
 class MergeSchema(ma.Schema):
     merged_id = fields.Integer(
         required=True, metadata={"description": "The record to fold into this one"}
@@ -204,6 +213,29 @@ CREATED_PATIENT_LINKS = {
 }
 
 
+# The search's X-Pagination header, documented as the GET's is (blueprint.py).
+PAGINATION_HEADER = {
+    blp.PAGINATION_HEADER_NAME: {
+        "description": "Pagination metadata (JSON)",
+        "required": True,
+        "content": {"application/json": {"schema": PaginationMetadataSchema}},
+    }
+}
+
+
+def _search(args: dict, page_params) -> list:
+    """One page of the search, shared by the GET and the POST."""
+    found = service.search_patients(
+        db_session(),
+        principal(),
+        service.SearchQuery(**args),
+        offset=page_params.first_item,
+        limit=page_params.page_size,
+    )
+    open_ended(page_params, found.has_more)
+    return found.patients
+
+
 def _checker():
     return current_app.extensions["his_card_checker"]
 
@@ -219,17 +251,11 @@ class PatientsResource(MethodView):
     @problem_doc(blp, 403)
     def get(self, args, pagination_parameters):
         """Search by name (accents optional, any word order), phone, CCCD, BHYT or MRN.
-        `X-Pagination` has `next_page` while more match, and no total."""
-        query = service.SearchQuery(**args)
-        found = service.search_patients(
-            db_session(),
-            principal(),
-            query,
-            offset=pagination_parameters.first_item,
-            limit=pagination_parameters.page_size,
-        )
-        open_ended(pagination_parameters, found.has_more)
-        return found.patients
+        `X-Pagination` has `next_page` while more match, and no total.
+
+        The query string puts the name or number searched in every proxy's and server's
+        access log: prefer `POST /api/v1/patients/search`, which answers the same."""
+        return _search(args, pagination_parameters)
 
     @blp.arguments(PatientCreateSchema)
     @blp.response(201, PatientSchema, headers=ETAG_HEADER)
@@ -244,6 +270,27 @@ class PatientsResource(MethodView):
             db_session(), principal(), body, checker=_checker(), allow_possible_duplicate=allow
         )
         return with_etag(patient, 201)
+
+
+@blp.route("/patients/search")
+class PatientSearchResource(MethodView):
+    decorators = (login_required,)
+
+    @blp.arguments(SearchBodySchema)
+    @blp.response(200, PatientSchema(many=True), headers=PAGINATION_HEADER)
+    @problem_doc(blp, 401)
+    @problem_doc(blp, 403)
+    def post(self, body):
+        """Search patients with the parameters in a JSON body: the one to use.
+
+        The search of `GET /api/v1/patients`, with its parameters (`page` and `page_size`
+        too) in the body, answered the same way (`X-Pagination` included). A name, CCCD,
+        phone or BHYT number sent in a body stays out of the URL, and so out of browser
+        histories and the access logs of proxies and servers. Searching changes nothing."""
+        page_params = PaginationParameters(body.pop("page"), body.pop("page_size"))
+        patients = _search(body, page_params)
+        result, headers = blp._set_pagination_metadata(page_params, patients, {})
+        return result, 200, headers
 
 
 @blp.route("/patients/<int:patient_id>")

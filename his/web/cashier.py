@@ -81,14 +81,24 @@ def _list_page(*, code: str = "", code_error=None):
 @bp.get("/")
 @login_required
 def index():
-    """Visits with money owed; a visit code typed in the search box opens that visit."""
-    code = (request.args.get("code") or "").strip()
-    if code:
-        visit = service.find_visit(db_session(), principal(), code)
-        if visit is not None:
-            return redirect(url_for("cashier.visit", visit_id=visit.id))
-        return _list_page(code=code, code_error=_l("No visit has this code at your facility."))
+    """Visits with money owed."""
     return _list_page()
+
+
+@bp.post("/")
+@login_required
+def find():
+    """A visit code typed in the search box opens that visit. The code comes in the body,
+    not the URL, where browser history, proxies and access logs would keep it; the visit's
+    page is addressed by its internal id. A lookup changes nothing (no re-authentication),
+    and like every POST it carries the CSRF token."""
+    code = (request.form.get("code") or "").strip()
+    if not code:
+        return _list_page()
+    visit = service.find_visit(db_session(), principal(), code)
+    if visit is not None:
+        return redirect(url_for("cashier.visit", visit_id=visit.id), 303)
+    return _list_page(code=code, code_error=_l("No visit has this code at your facility.")), 422
 
 
 @bp.get("/rows")

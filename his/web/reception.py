@@ -21,6 +21,7 @@ from his.models import Facility, Payment, PriorityReason, VisitType
 from his.partial_date import PartialDate
 from his.services import patients as patient_service
 from his.services import visits as visit_service
+from his.services.access import PATIENT_ROLES
 from his.services.admin_units import communes_of
 
 bp = Blueprint("reception", __name__, url_prefix="/reception")
@@ -68,26 +69,30 @@ def _facility() -> Facility:
 @bp.get("/")
 @login_required
 def search_page():
-    return render_template("reception/search.html", q=request.args.get("q", ""))
+    return render_template("reception/search.html", q="", birth_year=None, searched=False)
 
 
-@bp.get("/search")
+@bp.post("/search")
 @login_required
 def search_results():
-    """The results fragment htmx swaps in as the receptionist types."""
-    q = request.args.get("q", "").strip()
-    birth_year = request.args.get("birth_year", type=int)
-    if not q and birth_year is None:
-        return render_template("reception/_results.html", patients=[], q=q, searched=False)
-    query = patient_service.SearchQuery(q=q, birth_year=birth_year)
-    found = patient_service.search_patients(db_session(), principal(), query, limit=SEARCH_PAGE)
-    return render_template(
-        "reception/_results.html",
-        patients=found.patients,
-        has_more=found.has_more,
-        q=q,
-        searched=True,
-    )
+    """The patients found. The query comes in the body, never in the URL, where browser
+    history, proxies and access logs would keep a name or an ID number. htmx posts it as
+    the receptionist types and swaps in the fragment; the form posts it without scripts
+    and gets the whole page. Searching changes nothing, so it needs no re-authentication;
+    like every POST it carries the CSRF token."""
+    principal().require_any(*PATIENT_ROLES)
+    q = request.form.get("q", "").strip()
+    birth_year = request.form.get("birth_year", type=int)
+    if birth_year is not None and not 1880 <= birth_year <= 2200:
+        birth_year = None  # the field's own bounds; a year past them matches no one
+    context: dict[str, Any] = {"patients": [], "q": q, "birth_year": birth_year, "searched": False}
+    if q or birth_year is not None:
+        query = patient_service.SearchQuery(q=q, birth_year=birth_year)
+        found = patient_service.search_patients(db_session(), principal(), query, limit=SEARCH_PAGE)
+        context.update(patients=found.patients, has_more=found.has_more, searched=True)
+    if request.headers.get("HX-Request"):
+        return render_template("reception/_results.html", **context)
+    return render_template("reception/search.html", **context)
 
 
 # --- register and edit ----------------------------------------------------------------------

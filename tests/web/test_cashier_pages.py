@@ -116,13 +116,22 @@ def test_a_visit_code_opens_its_bill_and_an_unknown_one_is_shown_beside_the_box(
 ):
     visit = _owing(db_session, hospital)
     log_in(client, hospital.cashier.username)
-    found = client.get(f"/cashier/?code= {visit.visit_code.lower()} ")
-    assert found.status_code == 302
+    # The code is posted, never put in the URL: the bill is addressed by its internal id.
+    found = _post(client, "/cashier/", "/cashier/", {"code": f" {visit.visit_code.lower()} "})
+    assert found.status_code == 303
     assert found.headers["Location"] == f"/cashier/visits/{visit.id}"
-    missing = client.get("/cashier/?code=91001999999&lang=en")
+    missing = _post(client, "/cashier/", "/cashier/?lang=en", {"code": "91001999999"})
+    assert missing.status_code == 422
     html = missing.get_data(as_text=True)
     assert _testid(html, "code-error") == "No visit has this code at your facility."
     assert 'value="91001999999"' in html
+    # A blank box shows the list again; a code in the query string is no longer read.
+    assert _post(client, "/cashier/", "/cashier/", {"code": " "}).status_code == 200
+    listed = client.get(f"/cashier/?code={visit.visit_code}")
+    assert listed.status_code == 200
+    assert 'data-testid="code-error"' not in listed.get_data(as_text=True)
+    # Like every POST, the lookup needs the CSRF token.
+    assert client.post("/cashier/", data={"code": visit.visit_code}).status_code == 400
 
 
 def test_the_bill_page_shows_the_hand_worked_figures(client, db_session, hospital):
@@ -356,5 +365,7 @@ def test_another_facilitys_visit_and_receipt_are_not_found(client, db_session, h
     log_in(client, elsewhere.username)
     assert client.get(f"/cashier/visits/{paid.id}").status_code == 404
     assert client.get(f"/cashier/payments/{payment.id}/receipt").status_code == 404
-    html = client.get(f"/cashier/?code={paid.visit_code}&lang=en").get_data(as_text=True)
+    html = _post(client, "/cashier/", "/cashier/?lang=en", {"code": paid.visit_code}).get_data(
+        as_text=True
+    )
     assert _testid(html, "code-error") == "No visit has this code at your facility."

@@ -39,17 +39,55 @@ def _post(client, url, data):
     return client.post(url, data={**data, "csrf_token": token})
 
 
+def _search(client, data, *, htmx=True):
+    """The search as the page sends it: a POST with the page's CSRF token, from htmx
+    (the fragment) or from the form without scripts (the whole page)."""
+    token = csrf_token(client.get("/reception/").get_data(as_text=True))
+    headers = {"HX-Request": "true"} if htmx else {}
+    return client.post("/reception/search", data={**data, "csrf_token": token}, headers=headers)
+
+
 def test_search_fragment_finds_accented_names(client, desk, db_session):
     PatientFactory(full_name="Đặng Văn Hùng", search_name="dang van hung")
     page = client.get("/reception/")
     assert page.status_code == 200
-    assert 'hx-get="/reception/search"' in page.get_data(as_text=True)
-    html = client.get("/reception/search", query_string={"q": "dang hung"}).get_data(as_text=True)
+    assert 'hx-post="/reception/search"' in page.get_data(as_text=True)
+    assert 'hx-get="/reception/search"' not in page.get_data(as_text=True)
+    found = _search(client, {"q": "dang hung"})
+    assert found.status_code == 200
+    html = found.get_data(as_text=True)
     assert "Đặng Văn Hùng" in html
     assert 'data-testid="result"' in html
-    none = client.get("/reception/search", query_string={"q": "zzz"}).get_data(as_text=True)
+    assert "<form" not in html  # the fragment, not the page
+    none = _search(client, {"q": "zzz"}).get_data(as_text=True)
     assert 'data-testid="no-results"' in none
     assert 'data-testid="more-results"' not in html
+
+
+def test_search_without_scripts_posts_the_form_and_gets_the_page(client, desk, db_session):
+    PatientFactory(full_name="Đặng Văn Hùng", search_name="dang van hung", birth_year=1970)
+    PatientFactory(full_name="Đặng Văn Hùng", search_name="dang van hung", birth_year=1980)
+    form = client.get("/reception/").get_data(as_text=True)
+    assert re.search(r'<form[^>]*action="/reception/search" method="post"', form)
+    page = _search(client, {"q": "dang hung", "birth_year": "1970"}, htmx=False)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<form" in html and 'value="dang hung"' in html and 'value="1970"' in html
+    assert html.count('data-testid="result"') == 1
+    # The search is no longer offered by GET: a name in a URL is what this change removes.
+    assert client.get("/reception/search", query_string={"q": "dang"}).status_code == 405
+    assert 'data-testid="result"' not in client.get("/reception/?q=dang").get_data(as_text=True)
+
+
+def test_search_needs_the_csrf_token_and_a_patient_role(client, desk, db_session):
+    PatientFactory(full_name="Đặng Văn Hùng", search_name="dang van hung")
+    refused = client.post("/reception/search", data={"q": "dang"}, headers={"HX-Request": "1"})
+    assert refused.status_code == 400
+    assert "Đặng" not in refused.get_data(as_text=True)
+    auditor = UserFactory(roles=(Role.AUDITOR,), facility=desk[0])
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/").get_data(as_text=True))})
+    log_in(client, auditor.username)
+    assert _search(client, {"q": "dang"}).status_code == 403
 
 
 def test_search_fragment_says_when_more_match_than_it_shows(client, desk, db_session):
@@ -58,7 +96,7 @@ def test_search_fragment_says_when_more_match_than_it_shows(client, desk, db_ses
         PatientFactory(
             full_name="Lê Văn Tám", search_name="le van tam", registered_facility_id=facility.id
         )
-    html = client.get("/reception/search", query_string={"q": "tam le"}).get_data(as_text=True)
+    html = _search(client, {"q": "tam le"}).get_data(as_text=True)
     assert html.count('data-testid="result"') == SEARCH_PAGE
     assert 'data-testid="more-results"' in html
 
