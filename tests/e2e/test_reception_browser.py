@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 import pytest
 from playwright.sync_api import (
@@ -258,8 +258,7 @@ def test_receptionist_finds_an_accented_patient_typing_without_accents(
     page.evaluate("window.__sameDocument = true")  # a page load would drop it
 
     def is_search_for_typed(response: Response) -> bool:
-        parts = urlsplit(response.url)
-        return parts.path == "/reception/search" and parse_qs(parts.query).get("q") == [typed]
+        return is_search_for(response, typed)
 
     with page.expect_response(is_search_for_typed) as searched:
         page.get_by_test_id("search").press_sequentially(typed)
@@ -274,6 +273,56 @@ def test_receptionist_finds_an_accented_patient_typing_without_accents(
     assert page.evaluate("window.__sameDocument") is True
     assert page.url == live_server.at("/reception/")
     expect(page.get_by_test_id("search")).to_have_value(typed)
+
+
+def is_search_for(response: Response, typed: str) -> bool:
+    """The search htmx posts: the query in the body, none in the address."""
+    request = response.request
+    return (
+        urlsplit(response.url).path == "/reception/search"
+        and request.method == "POST"
+        and parse_qs(request.post_data or "").get("q") == [typed]
+    )
+
+
+def test_a_search_puts_no_name_or_number_in_any_address(ui_page: Page, live_server: LiveServer):
+    """Issue 9: browser history, proxies and access logs keep addresses, so what is typed
+    in the search box (a name, a CCCD, a phone or BHYT number) must never be in one. Every
+    request the page makes is recorded, searches by each kind of identifier are made, and
+    no recorded address may hold any of them, raw or URL-encoded."""
+    page = ui_page
+    patient = next(p for p in demo_patients() if p.cccd and p.phone and "Đ" in p.full_name.upper())
+    addresses: list[str] = []
+    page.on("request", lambda request: addresses.append(request.url))
+    open_reception(page, live_server)
+    searches = [fold_vi(patient.full_name), patient.full_name, patient.cccd, patient.phone]
+    searches.append(patient.bhyt)
+    rows = page.get_by_test_id("result")
+    box = page.get_by_test_id("search")
+    for typed in searches:
+        box.fill("")
+        with page.expect_response(lambda response, t=typed: is_search_for(response, t)) as got:
+            box.press_sequentially(typed)
+        assert got.value.status == 200, typed
+        expect(rows.first).to_contain_text(patient.full_name)
+    # Enter fires the search event: the same POST, the page stays where it is.
+    with page.expect_response(lambda response: is_search_for(response, patient.bhyt)):
+        box.press("Enter")
+    expect(rows.first).to_contain_text(patient.mrn)
+    assert page.url == live_server.at("/reception/")
+
+    posted = [a for a in addresses if urlsplit(a).path == "/reception/search"]
+    assert len(posted) >= len(searches) + 1  # the recorder saw the searches themselves
+    leaked = [
+        (typed, address)
+        for typed in searches
+        for address in addresses
+        for form in {typed, quote(typed), quote_plus(typed), typed.replace(" ", "+")}
+        if form in address or form.lower() in address.lower()
+    ]
+    assert not leaked, leaked
+    # The browser's history holds only the addresses it visited, none with a query.
+    assert "?" not in page.evaluate("location.href")
 
 
 # --- 2. register, with a CCCD that contradicts the patient -----------------------------------
