@@ -365,11 +365,17 @@ def fuzz_links(schema, caller: Caller, site: Site, report: Report, *, steps: int
                 patient_id = site.spare_patients[pick % len(site.spare_patients)]
                 case.body = {"patient_id": patient_id, "room_id": site.ids["room_id"]}
 
+        def step(self, input):
+            # "linked": the case's ids came from an earlier response through a link.
+            self.prefix = "linked " if input.transition is not None and input.is_applied else ""
+            return super().step(input)
+
         def get_call_kwargs(self, case):
             return {"headers": caller.headers(case.operation)}
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):
-            validate(case, response, report, "stateful " + case.operation.label)
+            label = f"stateful {self.prefix}{case.operation.label}"
+            validate(case, response, report, label)
 
     # Derandomized: the chains depend only on the document (a state machine run takes no seed).
     settings = hypothesis.settings(
