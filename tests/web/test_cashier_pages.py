@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -356,6 +357,12 @@ def test_an_admin_may_use_the_cashier_screens(client, db_session, hospital):
     log_in(client, admin.username)
     assert 'data-testid="nav-cashier"' in client.get("/").get_data(as_text=True)
     assert client.get(f"/cashier/visits/{visit.id}").status_code == 200
+    # Looking a code up changes nothing: no password again, however old the last check.
+    with client.session_transaction() as session:
+        session["reauth_at"] = int(time.time()) - 24 * 3600
+    found = _post(client, "/cashier/", "/cashier/", {"code": visit.visit_code})
+    assert found.status_code == 303
+    assert found.headers["Location"] == f"/cashier/visits/{visit.id}"
 
 
 def test_another_facilitys_visit_and_receipt_are_not_found(client, db_session, hospital):

@@ -2,6 +2,7 @@
 same flows in chromium)."""
 
 import re
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -283,3 +284,20 @@ def test_a_wrong_cmnd_is_shown_on_its_field(client, desk, db_session):
     response = _post(client, "/reception/patients/new", {**FORM, "cccd": "", "cmnd": "12ab"})
     assert response.status_code == 422
     assert 'data-testid="error-cmnd"' in response.get_data(as_text=True)
+
+
+def test_an_admin_searches_without_typing_the_password_again(client, desk, db_session):
+    """Searching changes nothing: the search POST is not an admin action, so an admin whose
+    last password check is older than the re-authentication window still searches (an
+    admin write in the same session is sent to /reauth, which shows the window is over)."""
+    PatientFactory(full_name="Đặng Văn Hùng", search_name="dang van hung")
+    admin = UserFactory(roles=(Role.ADMIN,), facility=desk[0])
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/").get_data(as_text=True))})
+    log_in(client, admin.username)
+    with client.session_transaction() as session:
+        session["reauth_at"] = int(time.time()) - 24 * 3600
+    found = _search(client, {"q": "dang hung"})
+    assert found.status_code == 200 and 'data-testid="result"' in found.get_data(as_text=True)
+    token = csrf_token(client.get("/reception/").get_data(as_text=True))
+    peers = client.post("/admin/hl7/peers", data={"csrf_token": token})
+    assert peers.status_code == 302 and peers.headers["Location"].startswith("/reauth")
