@@ -192,6 +192,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("/admin/fhir-clients/", "POST"): _a(ADMIN, CATALOG),
     ("/admin/fhir-clients/<client_id>/<any(disable, enable):action>", "POST"): _a(ADMIN, CATALOG),
     ("/admin/hl7/", "GET"): _a(ADMIN, HL7_ALL),
+    ("/admin/hl7/", "POST"): _a(ADMIN, HL7_ALL),
     ("/admin/hl7/<any(in, out):direction>/<int:message_id>", "GET"): _a(ADMIN, HL7_ALL),
     ("/admin/hl7/out/<int:message_id>/<any(resend, discard):action>", "POST"): _a(ADMIN, HL7_ALL),
     ("/admin/hl7/peers", "GET"): _a(ADMIN, CATALOG),

@@ -99,9 +99,17 @@ def _enforce_session_timeouts() -> None:
     session["seen_at"] = int(now)
 
 
+# POSTs under /admin/ that only read: the HL7 message list filtered by patient takes the
+# term (a CCCD, BHYT number or MRN) in the body so that it never lands in a URL (issue 9),
+# not because it changes anything. CSRF still applies to it.
+ADMIN_READS_BY_POST = frozenset({"hl7.filter_messages"})
+
+
 def is_admin_action() -> bool:
-    return request.method in WRITE_METHODS and (
-        request.path.startswith("/admin/") or request.endpoint in ADMIN_API_WRITES
+    return (
+        request.method in WRITE_METHODS
+        and request.endpoint not in ADMIN_READS_BY_POST
+        and (request.path.startswith("/admin/") or request.endpoint in ADMIN_API_WRITES)
     )
 
 

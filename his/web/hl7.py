@@ -39,39 +39,39 @@ def _hl7_names():
     return {"hl7_status_names": monitor.STATUS_NAMES}
 
 
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "").strip()
+def _int_arg(values, name: str) -> int | None:
+    value = values.get(name, "").strip()
     return int(value) if value.isdigit() and len(value) < 19 else None
 
 
-def _date_arg(name: str) -> dt.date | None:
+def _date_arg(values, name: str) -> dt.date | None:
     try:
-        return dt.date.fromisoformat(request.args.get(name, "").strip())
+        return dt.date.fromisoformat(values.get(name, "").strip())
     except ValueError:
         return None
 
 
-def _filter() -> MessageFilter:
-    args = request.args
-    direction = Direction.OUT if args.get("dir") == Direction.OUT else Direction.IN
+def _filter(values, patient: str = "") -> MessageFilter:
+    direction = Direction.OUT if values.get("dir") == Direction.OUT else Direction.IN
     return MessageFilter(
         direction=direction,
-        peer_id=_int_arg("peer"),
-        message_type=args.get("type", "").strip()[:20],
-        patient=args.get("patient", "").strip()[:40],
-        status=args.get("status", "").strip(),
-        date_from=_date_arg("from"),
-        date_to=_date_arg("to"),
+        peer_id=_int_arg(values, "peer"),
+        message_type=values.get("type", "").strip()[:20],
+        patient=patient.strip()[:40],
+        status=values.get("status", "").strip(),
+        date_from=_date_arg(values, "from"),
+        date_to=_date_arg(values, "to"),
     )
 
 
 def _filter_args(flt: MessageFilter) -> dict[str, str]:
-    """The filter as query arguments, for the pager's links (empty ones left out)."""
+    """The filter as query arguments, for the pager's links (empty ones left out). Never the
+    patient: a CCCD, BHYT number or MRN must not be in a URL (issue 9), so a list filtered
+    by patient pages with POST forms that carry the term in their body."""
     args = {
         "dir": flt.direction.value,
         "peer": "" if flt.peer_id is None else str(flt.peer_id),
         "type": flt.message_type,
-        "patient": flt.patient,
         "status": flt.status,
         "from": flt.date_from.isoformat() if flt.date_from else "",
         "to": flt.date_to.isoformat() if flt.date_to else "",
@@ -79,14 +79,16 @@ def _filter_args(flt: MessageFilter) -> dict[str, str]:
     return {k: v for k, v in args.items() if v}
 
 
-@bp.get("/")
-@login_required
-def messages():
+def _messages_page(values, patient: str = ""):
     session = db_session()
     who = principal()
-    flt = _filter()
+    flt = _filter(values, patient)
     page = monitor.list_messages(
-        session, who, flt, before=_int_arg("before"), after=_int_arg("after")
+        session,
+        who,
+        flt,
+        before=_int_arg(values, "before"),
+        after=_int_arg(values, "after"),
     )
     return render_template(
         "hl7/messages.html",
@@ -97,6 +99,23 @@ def messages():
         statuses=monitor.STATUSES[flt.direction],
         directions=Direction,
     )
+
+
+@bp.get("/")
+@login_required
+def messages():
+    # A ?patient= in the query string is ignored: the patient filter is only read from a
+    # POST body (filter_messages), so that no link, bookmark or access log holds the term.
+    return _messages_page(request.args)
+
+
+@bp.post("/")
+@login_required
+def filter_messages():
+    """The same list, filtered from the form's body. A read, not a write: it renders the
+    list directly (a redirect would put the term back in a URL, and unapplied messages are
+    matched by the typed identifier in PID-3, so there is no internal id to redirect to)."""
+    return _messages_page(request.form, request.form.get("patient", ""))
 
 
 def _message_page(direction: Direction, message_id: int, problem=None, status=200):

@@ -1,5 +1,6 @@
-"""The administrator watches the HL7 v2 interface in chromium: finds a dead letter by its
-status, reads it (Vietnamese intact, parsed view), sends it again, and adds a peer."""
+"""The administrator watches the HL7 v2 interface in chromium: finds a message by the
+patient's CCCD (sent in a POST body, never in a URL), finds a dead letter by its status,
+reads it (Vietnamese intact, parsed view), sends it again, and adds a peer."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.e2e.test_login_browser import CSP_RECORDER, log_in
 pytestmark = pytest.mark.e2e
 
 NAME = "Đặng^Thị Ngọc Ánh"
+CCCD = "001219012345"
 TEXT = (
     "MSH|^~\\&|HIS|91001|LIS|LAB|20250301083015+0700||ADT^A28^ADT_A05|E2E-OUT-1|P|2.5.1"
     "|||AL|NE|VNM|UNICODE UTF-8\r"
@@ -34,11 +36,13 @@ class Interface:
     server: LiveServer
     dead_id: int
     sent_id: int
+    unapplied_id: int
 
 
-def _seed(url: str) -> tuple[int, int]:
-    """The demo province plus one peer (the lab) with a message received and two sent to it:
-    one acknowledged, one parked as a dead letter."""
+def _seed(url: str) -> tuple[int, int, int]:
+    """The demo province plus one peer (the lab) with two messages received (one applied, one
+    refused that names its patient only by CCCD in PID-3) and two sent to it: one
+    acknowledged, one parked as a dead letter."""
     db = Database.from_url(url)
     try:
         with db.session() as session:
@@ -71,6 +75,22 @@ def _seed(url: str) -> tuple[int, int]:
                     ack_latency_ms=8,
                 )
             )
+            unapplied = Hl7Inbound(
+                peer_id=lab.id,
+                sending_application="LIS",
+                sending_facility="LAB",
+                control_id="E2E-IN-2",
+                message_type="ORU^R01",
+                version="2.5.1",
+                raw=TEXT.replace("BN00000001^^^91001^MR", f"{CCCD}^^^VNM^NNVNM").encode(),
+                patient_key=f"NNVNM:{CCCD}",
+                status=InboundStatus.ERROR,
+                ack_code="AE",
+                ack_latency_ms=8,
+                error_code=204,
+                error="Unknown patient",
+            )
+            session.add(unapplied)
             common = dict(peer_id=lab.id, event="A28", message_type="ADT^A28^ADT_A05")
             sent = Hl7Outbound(
                 **common,
@@ -92,7 +112,7 @@ def _seed(url: str) -> tuple[int, int]:
             )
             session.add_all([sent, dead])
             session.commit()
-            return dead.id, sent.id
+            return dead.id, sent.id, unapplied.id
     finally:
         db.engine.dispose()
 
@@ -102,9 +122,9 @@ def interface(backend: str, fresh_database) -> Iterator[Interface]:
     databases = fresh_database(backend)
     url = next(databases)
     try:
-        dead_id, sent_id = _seed(url)
+        dead_id, sent_id, unapplied_id = _seed(url)
         with serving(url, backend) as live:
-            yield Interface(live, dead_id, sent_id)
+            yield Interface(live, dead_id, sent_id, unapplied_id)
     finally:
         databases.close()
 
@@ -121,11 +141,23 @@ def test_admin_resends_a_dead_letter_and_adds_a_peer(ui_page: Page, interface: I
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(f"uncaught exception: {error}"))
     page.add_init_script(CSP_RECORDER)
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
 
     log_in(page, server, "admin")
     page.goto(server.at("/?lang=en"))
     page.get_by_test_id("hl7-link").click()
-    expect(page.get_by_test_id("message")).to_have_count(1)  # received: the lab's result
+    expect(page.get_by_test_id("message")).to_have_count(2)  # received: the lab's results
+
+    # 0. Filtered by the patient's CCCD: the refused message naming them in PID-3 only. The
+    # term goes in the form's POST body: no URL the browser asked for holds it.
+    page.locator("#patient").fill(CCCD)
+    page.get_by_test_id("filter-submit").click()
+    rows = page.get_by_test_id("message")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-id", str(interface.unapplied_id))
+    expect(page.locator("#patient")).to_have_value(CCCD)
+    assert [u for u in urls if CCCD in u] == [] and len(urls) > 3
     page.get_by_test_id("tab-out").click()
     expect(page.get_by_test_id("message")).to_have_count(2)
 
@@ -158,7 +190,7 @@ def test_admin_resends_a_dead_letter_and_adds_a_peer(ui_page: Page, interface: I
     # 4. The peers page counts it, and a new peer is added through the form.
     page.get_by_test_id("tab-peers").click()
     lab = page.locator("[data-testid=peer][data-peer='lab-e2e']")
-    expect(lab.get_by_test_id("in")).to_have_text("1")
+    expect(lab.get_by_test_id("in")).to_have_text("2")
     expect(lab.get_by_test_id("out")).to_have_text("2")
     expect(lab.get_by_test_id("pending")).to_have_text("1")
     expect(lab.get_by_test_id("dead")).to_have_text("0")
@@ -180,3 +212,4 @@ def test_admin_resends_a_dead_letter_and_adds_a_peer(ui_page: Page, interface: I
 
     assert page.evaluate("window.__cspViolations") == []
     assert problems == []
+    assert [u for u in urls if CCCD in u] == []

@@ -248,7 +248,6 @@ def requests_for(site: Site) -> dict[tuple[str, str], dict]:
     return {
         ("/login", "POST"): {"form": {"username": "nobody", "password": "x"}},
         ("/api/v1/auth/token", "POST"): {"json": {"username": "nobody", "password": "x"}},
-        ("/reception/search", "GET"): {"query": "q=Tran"},
         ("/doctor/prescriptions/new", "GET"): {"query": f"encounter_id={i['encounter_id']}"},
         ("/doctor/prescriptions/new", "POST"): {
             "query": f"encounter_id={i['encounter_id']}",

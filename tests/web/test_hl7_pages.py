@@ -112,6 +112,18 @@ def _get(client, url: str) -> str:
     return response.get_data(as_text=True)
 
 
+def _token(client, url: str = PAGE) -> str:
+    return csrf_token(client.get(url).get_data(as_text=True))
+
+
+def _filter(client, **fields) -> str:
+    """The list filtered through the form's POST body, as the page's filter form sends it."""
+    token = csrf_token(client.get(PAGE).get_data(as_text=True))
+    response = client.post(PAGE + "?lang=en", data={**fields, "csrf_token": token})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return response.get_data(as_text=True)
+
+
 def _post(client, url: str, data: dict | None = None):
     token = csrf_token(client.get(PEERS).get_data(as_text=True))
     return client.post(url, data={**(data or {}), "csrf_token": token})
@@ -152,15 +164,15 @@ def test_inbound_list_newest_first_with_filters(client, db_session):
     assert _ids(_get(client, PAGE + "?type=ORU")) == [error.id]
     assert _ids(_get(client, PAGE + "?type=adt^a01")) == [applied.id, old.id]
     assert _ids(_get(client, PAGE + "?type=AD")) == []  # a prefix on the ^ boundary only
-    assert _ids(_get(client, PAGE + f"?patient={patient.mrn}")) == [applied.id]
-    assert _ids(_get(client, PAGE + f"?patient={patient.id}")) == [applied.id]
-    nobody = _get(client, PAGE + "?patient=BN99999999")
+    assert _ids(_filter(client, patient=patient.mrn)) == [applied.id]
+    assert _ids(_filter(client, patient=str(patient.id))) == [applied.id]
+    nobody = _filter(client, patient="BN99999999")
     assert _ids(nobody) == [] and 'data-testid="no-patient"' in nobody
     # A message never applied names its patient only in PID-3: found by that identifier.
     unapplied = _inbound(
         lab, status=InboundStatus.ERROR, patient_key="NNVNM:001219012345", error_code=102
     )
-    assert _ids(_get(client, PAGE + "?patient=001219012345")) == [unapplied.id]
+    assert _ids(_filter(client, patient="001219012345")) == [unapplied.id]
     # An applied message of another patient whose sender numbers them like our patient's
     # id is not theirs: only unapplied messages are found by PID-3.
     stranger = _inbound(
@@ -169,8 +181,8 @@ def test_inbound_list_newest_first_with_filters(client, db_session):
         patient_id=PatientFactory().id,
         patient_key=f"PI:{patient.id}",
     )
-    assert _ids(_get(client, PAGE + f"?patient={patient.id}")) == [applied.id]
-    assert _ids(_get(client, PAGE + "?patient=²")) == []  # a digit to Python, not to int()
+    assert _ids(_filter(client, patient=str(patient.id))) == [applied.id]
+    assert _ids(_filter(client, patient="²")) == []  # a digit to Python, not to int()
     for row in (unapplied, stranger):
         db_session.delete(row)
     db_session.flush()
@@ -217,6 +229,55 @@ def test_pages_follow_the_key_both_ways(client, db_session):
     newer = re.search(r'href="([^"]+)" data-testid="newer"', second).group(1).replace("&amp;", "&")
     assert "dir=in" in newer
     assert _ids(_get(client, newer)) == newest_first[: monitor.PAGE_SIZE]
+
+
+def test_patient_term_travels_only_in_a_post_body(client, db_session):
+    """Issue 9: a CCCD, BHYT number or MRN is never in a GET URL (outside FHIR search)."""
+    admin = _admin(client)
+    peer = _peer("lab")
+    cccd = "001219012345"
+    # One page and a bit of unapplied messages naming the patient by CCCD in PID-3, and one
+    # of someone else.
+    rows = [
+        _inbound(peer, status=InboundStatus.ERROR, patient_key=f"NNVNM:{cccd}")
+        for _ in range(monitor.PAGE_SIZE + 2)
+    ]
+    other = _inbound(peer, status=InboundStatus.ERROR, patient_key="NNVNM:079090000001")
+    db_session.commit()
+    newest_first = [r.id for r in reversed(rows)]
+
+    first = client.post(PAGE, data={"patient": cccd, "csrf_token": _token(client)})
+    html = first.get_data(as_text=True)
+    assert first.status_code == 200 and "Location" not in first.headers
+    assert _ids(html) == newest_first[: monitor.PAGE_SIZE] and other.id not in _ids(html)
+    hrefs = re.findall(r'(?:href|action)="([^"]*)"', html)
+    assert hrefs and not [h for h in hrefs if cccd in h]
+    # The pager is a POST form carrying the term (and the CSRF token) in hidden fields.
+    older = re.search(r'<form class="hl7-page"(.*?)</form>', html, re.S).group(1)
+    assert 'data-testid="older"' in older
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', older))
+    assert fields["patient"] == cccd and fields["before"] and fields["csrf_token"]
+    second = client.post(PAGE, data=fields)
+    assert second.status_code == 200
+    assert _ids(second.get_data(as_text=True)) == newest_first[monitor.PAGE_SIZE :]
+    # No re-authentication asked (it reads), but the search is audited like any other.
+    assert db_session.scalars(
+        select(AuditEvent.user_id).where(
+            AuditEvent.action == "search", AuditEvent.entity_type == "Hl7Inbound"
+        )
+    ).all() == [admin.id, admin.id]
+
+    # ?patient= in a URL is ignored: the whole list, no search audited.
+    ignored = _get(client, PAGE + f"?patient={cccd}")
+    assert other.id in _ids(ignored) and cccd not in ignored.split('id="patient"')[1][:80]
+    # Without the CSRF token the filter is refused like any form.
+    refused = client.post(PAGE, data={"patient": cccd}, headers={"Accept": "application/json"})
+    assert refused.status_code == 400
+    # Other roles may not read it by POST either.
+    client.post("/logout", data={"csrf_token": _token(client)})
+    log_in(client, UserFactory(roles=(Role.DOCTOR,)).username)
+    denied = client.post(PAGE, data={"patient": cccd, "csrf_token": _token(client, "/")})
+    assert denied.status_code == 403
 
 
 # --- one message ---------------------------------------------------------------------------------
