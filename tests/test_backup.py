@@ -18,7 +18,10 @@ from sqlalchemy.engine import make_url
 
 from his.cli import main
 from his.config import sqlite_url
-from tests import databases
+from his.db import Database
+from tests import databases, factories
+from tests.encounters_data import clinic, examined
+from tests.factories import PatientFactory
 
 
 def _his(*args: str, url: str | None = None, monkeypatch=None):
@@ -69,10 +72,38 @@ def _count(url: str, table: str) -> int:
         engine.dispose()
 
 
+def _seed(url: str) -> str:
+    """Rows of every kind of column the schema has (Vietnamese text, aware times, dates,
+    decimals, JSON, enums) besides the reference data the migrations load; the demo province
+    would do as well but costs ten times as long."""
+    database = Database.from_url(url)
+    try:
+        with database.session() as session:
+            factories.bind(session)
+            place = clinic(session)
+            examined(session, place)
+            PatientFactory.create_batch(5)
+            code = place.facility.code
+    finally:
+        database.engine.dispose()
+    return code
+
+
 def test_backup_restores_into_an_empty_database_row_for_row(
     cli_db, empty_database, tmp_path, monkeypatch
 ):
-    assert _his("demo").exit_code == 0
+    facility_code = _seed(cli_db)
+    peer = _his(
+        "hl7",
+        "peer",
+        "add",
+        "lis",
+        "--facility",
+        facility_code,
+        "--identifier-map",
+        "NNVNM=cccd,HC=bhyt",
+    )
+    assert peer.exit_code == 0, peer.output
     folder = tmp_path / "backups" / "2026-11-28"
 
     made = _his("backup", str(folder))
@@ -100,7 +131,7 @@ def test_backup_restores_into_an_empty_database_row_for_row(
         "--full-name",
         "Lê Thị Hồng",
         "--facility",
-        "91001",
+        facility_code,
         "--role",
         "receptionist",
         "--password",
