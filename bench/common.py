@@ -176,3 +176,18 @@ def run_clients(run: Callable[[int], None], clients: int) -> float:
     for t in threads:
         t.join()
     return time.perf_counter() - started
+
+
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (a gunicorn master's workers), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == parent:
+            found.append(int(entry.name))
+    return sorted(found)

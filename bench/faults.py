@@ -65,6 +65,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import child_pids
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -137,21 +138,6 @@ class _ReceiverHandler(socketserver.BaseRequestHandler):
 
 
 # --- the processes ----------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (gunicorn's workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -770,18 +756,18 @@ def kill(kind: str, processes: dict[str, Supervised], rng: random.Random) -> Non
     web = processes.get("web")
     if kind == "web_worker":
         assert web is not None
-        workers = children(web.pid)
+        workers = child_pids(web.pid)
         if workers:
             os.kill(rng.choice(workers), signal.SIGKILL)  # the master forks another
         deadline = time.monotonic() + 30
-        while len([p for p in children(web.pid) if alive(p)]) < len(workers):
+        while len([p for p in child_pids(web.pid) if alive(p)]) < len(workers):
             if time.monotonic() > deadline:
                 raise SystemExit("gunicorn did not replace a killed worker in 30 s")
             time.sleep(0.05)
         return
     if kind == "web_master":
         assert web is not None
-        orphans = children(web.pid)
+        orphans = child_pids(web.pid)
         web.kill9()
         # Orphaned workers notice their parent is gone and finish what they were doing;
         # after 5 s whatever is left is killed, as systemd does with the unit's processes.

@@ -44,6 +44,7 @@ from common import (
     DB_PREFIX,
     RESULTS_DIR,
     Target,
+    child_pids,
     log,
     resolve,
     run_clients,
@@ -120,20 +121,6 @@ def _token(port: int, username: str) -> str:
     return data["access_token"]
 
 
-def _worker_pids(master: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:
-            pids.append(int(entry.name))
-    return sorted(pids)
-
-
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -155,7 +142,7 @@ class RssWatch:
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            for pid in _worker_pids(self.master):
+            for pid in child_pids(self.master):
                 self.peaks[pid] = max(self.peaks.get(pid, 0.0), _rss_mb(pid))
             time.sleep(0.2)
 
