@@ -94,11 +94,10 @@ class CuttableProxy:
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
+        # Either side closed, or cut() closed both: the pump ends and both sockets go.
+        with contextlib.suppress(OSError):
             while data := source.recv(65536):
                 sink.sendall(data)
-        except OSError:
-            pass
         self._drop(source)
         self._drop(sink)
 
